@@ -1,0 +1,46 @@
+# Remora: the two commands a new user needs are `make run` and `make test`.
+# Every target installs missing Debian packages first (scripts/install-deps.sh is idempotent).
+
+JOBS ?= $(shell nproc)
+CTEST_JOBS ?= 2
+
+.PHONY: all deps build build-debug build-asan run test test-unit test-asan bench clean format
+
+all: build
+
+deps:
+	@bash scripts/install-deps.sh
+
+build: deps
+	@cmake --preset release >/dev/null
+	@cmake --build --preset release -j $(JOBS)
+
+build-debug: deps
+	@cmake --preset debug >/dev/null
+	@cmake --build --preset debug -j $(JOBS)
+
+build-asan: deps
+	@cmake --preset asan >/dev/null
+	@cmake --build --preset asan -j $(JOBS)
+
+# Starts a demo upstream and Remora on config/examples/quickstart.yaml in the foreground.
+run: build
+	@bash scripts/run-quickstart.sh
+
+# Every unit and integration test against the Release build.
+test: build
+	@ctest --preset release -j $(CTEST_JOBS)
+
+# The same suite under AddressSanitizer + UndefinedBehaviorSanitizer.
+test-asan: build-asan
+	@ctest --preset asan -j $(CTEST_JOBS)
+
+# Remora vs HAProxy vs nginx under wrk; prints medians and ratios.
+bench: build
+	@python3 perf/bench.py
+
+format:
+	@git ls-files '*.cc' '*.h' | xargs clang-format -i
+
+clean:
+	rm -rf build build-debug build-asan

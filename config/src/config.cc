@@ -1,0 +1,1 @@
+#include "remora/config/config.h"
