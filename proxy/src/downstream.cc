@@ -1,0 +1,524 @@
+#include "downstream.h"
+
+#include <arpa/inet.h>
+#include <spdlog/spdlog.h>
+
+#include "access_log.h"
+
+namespace remora {
+
+namespace {
+
+// Bytes held for a pipelining client while its current request is served; reading stops above it.
+constexpr size_t kMaxPipelinedBytes = 64 * 1024;
+// How long a connection closed after an error keeps reading (and discarding) so the client sees
+// the error response instead of a reset caused by unread data.
+constexpr std::chrono::milliseconds kLingerTimeout{2000};
+// Marks a callback error as "headers too large" (answered 431).
+constexpr int kErrHeadersTooLarge = HPE_USER;
+
+DownstreamConnection* fromParser(llhttp_t* p) {
+  return static_cast<DownstreamConnection*>(p->data);
+}
+
+std::string formatPeer(const sockaddr_storage& ss, std::string& ip_out) {
+  char ip[INET6_ADDRSTRLEN] = {0};
+  int port = 0;
+  if (ss.ss_family == AF_INET) {
+    const auto* a = reinterpret_cast<const sockaddr_in*>(&ss);
+    inet_ntop(AF_INET, &a->sin_addr, ip, sizeof(ip));
+    port = ntohs(a->sin_port);
+    ip_out = ip;
+    return ip_out + ":" + std::to_string(port);
+  }
+  if (ss.ss_family == AF_INET6) {
+    const auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
+    inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof(ip));
+    port = ntohs(a->sin6_port);
+    ip_out = ip;
+    return "[" + ip_out + "]:" + std::to_string(port);
+  }
+  ip_out = "unknown";
+  return ip_out;
+}
+
+}  // namespace
+
+DownstreamConnection::DownstreamConnection(Worker& worker, std::string listener_name)
+    : worker_(worker),
+      listener_name_(std::move(listener_name)),
+      writer_(reinterpret_cast<uv_stream_t*>(&tcp_), *this) {
+  llhttp_settings_init(&settings_);
+  settings_.on_message_begin = &DownstreamConnection::onMessageBegin;
+  settings_.on_url = &DownstreamConnection::onUrl;
+  settings_.on_header_field = &DownstreamConnection::onHeaderField;
+  settings_.on_header_value = &DownstreamConnection::onHeaderValue;
+  settings_.on_headers_complete = &DownstreamConnection::onHeadersComplete;
+  settings_.on_body = &DownstreamConnection::onBody;
+  settings_.on_message_complete = &DownstreamConnection::onMessageComplete;
+  llhttp_init(&parser_, HTTP_REQUEST, &settings_);
+  parser_.data = this;
+}
+
+DownstreamConnection::~DownstreamConnection() = default;
+
+void DownstreamConnection::accept(uv_stream_t* server) {
+  uv_tcp_init(worker_.loop(), &tcp_);
+  tcp_.data = this;
+  uv_timer_init(worker_.loop(), &timer_);
+  timer_.data = this;
+  open_handles_ = 2;
+  worker_.addConnection(this);
+  int rc = uv_accept(server, reinterpret_cast<uv_stream_t*>(&tcp_));
+  if (rc != 0) {
+    spdlog::warn("accept failed on listener {}: {}", listener_name_, uvError(rc));
+    close();
+    return;
+  }
+  uv_tcp_nodelay(&tcp_, 1);
+  sockaddr_storage ss{};
+  int len = sizeof(ss);
+  if (uv_tcp_getpeername(&tcp_, reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
+    peer_address_ = formatPeer(ss, peer_ip_);
+  }
+  const ListenerInfo* l = currentListener();
+  if (l == nullptr) {
+    close();
+    return;
+  }
+  listener_stats_ = l->stats;
+  listener_stats_->downstream_connections.inc();
+  listener_stats_->downstream_connections_active.add(1);
+  setTimer(TimerMode::Idle, l->config->idle_timeout);
+  updateReading();
+}
+
+const ListenerInfo* DownstreamConnection::currentListener() {
+  const SnapshotConstSharedPtr& current = worker_.snapshot();
+  if (current != snapshot_) {
+    snapshot_ = current;
+    listener_ = snapshot_ ? snapshot_->findListener(listener_name_) : nullptr;
+  }
+  return listener_;
+}
+
+void DownstreamConnection::setTimer(TimerMode mode, std::chrono::milliseconds timeout) {
+  timer_mode_ = mode;
+  if (mode == TimerMode::None || timeout.count() <= 0) {
+    timer_mode_ = TimerMode::None;
+    uv_timer_stop(&timer_);
+    return;
+  }
+  uv_timer_start(&timer_, &DownstreamConnection::onTimer, static_cast<uint64_t>(timeout.count()),
+                 0);
+}
+
+void DownstreamConnection::armRouteTimer(std::chrono::milliseconds timeout) {
+  setTimer(timeout.count() > 0 ? TimerMode::Route : TimerMode::None, timeout);
+}
+
+void DownstreamConnection::onTimer(uv_timer_t* timer) {
+  auto* self = static_cast<DownstreamConnection*>(timer->data);
+  TimerMode mode = self->timer_mode_;
+  self->timer_mode_ = TimerMode::None;
+  switch (mode) {
+    case TimerMode::Idle:
+      spdlog::debug("closing idle connection from {}", self->peer_address_);
+      self->close();
+      break;
+    case TimerMode::RequestHeaders:
+      self->localReplyAndClose(408, "request headers not received in time");
+      break;
+    case TimerMode::Route:
+      if (self->stream_) self->stream_->onRouteTimeout();
+      break;
+    case TimerMode::Linger:
+      self->close();
+      break;
+    case TimerMode::None:
+      break;
+  }
+}
+
+void DownstreamConnection::onAlloc(uv_handle_t* handle, size_t, uv_buf_t* buf) {
+  *buf = static_cast<DownstreamConnection*>(handle->data)->worker_.readBuffer();
+}
+
+void DownstreamConnection::onRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
+  auto* self = static_cast<DownstreamConnection*>(s->data);
+  if (nread == 0) return;
+  if (self->lingering_) {
+    if (nread < 0) self->close();  // EOF or error: the client has read our answer
+    return;
+  }
+  if (nread < 0) {
+    if (nread == UV_EOF) {
+      self->peer_closed_ = true;
+      if (self->stream_ && !self->stream_->complete()) {
+        // A half-close after a full request is legal: answer, then close. Before the request is
+        // complete it means the client gave up.
+        if (self->parser_paused_) {
+          self->updateReading();
+          return;
+        }
+        self->stream_->onDownstreamReset("client closed the connection before the request ended");
+      }
+      self->close();
+      return;
+    }
+    if (self->stream_ && !self->stream_->complete()) {
+      self->stream_->onDownstreamReset("client connection error: " +
+                                       uvError(static_cast<int>(nread)));
+    }
+    self->close();
+    return;
+  }
+  self->processInput(buf->base, static_cast<size_t>(nread));
+}
+
+void DownstreamConnection::processInput(const char* data, size_t len) {
+  if (closing_) return;
+  if (parser_paused_) {
+    // A request is in flight: hold what the client pipelines behind it.
+    pipelined_.append(data, len);
+    updateReading();
+    return;
+  }
+  llhttp_errno_t err = llhttp_execute(&parser_, data, len);
+  if (closing_) return;
+  if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
+    const char* pos = llhttp_get_error_pos(&parser_);
+    if (pos != nullptr && pos < data + len) pipelined_.append(pos, static_cast<size_t>(data + len - pos));
+    parser_paused_ = true;
+    if (err == HPE_PAUSED_UPGRADE) {
+      // Upgrade is stripped on the way up (hop-by-hop); the connection keeps speaking HTTP/1.1.
+      llhttp_resume_after_upgrade(&parser_);
+      llhttp_pause(&parser_);
+    }
+    updateReading();
+    if (!stream_) {
+      // The request was answered before it even completed; parse the next one after this event
+      // (not recursively: a client may pipeline thousands of tiny requests).
+      worker_.defer([this] { processPipelined(); });
+    }
+    return;
+  }
+  if (err != HPE_OK) onParseError(err);
+}
+
+void DownstreamConnection::processPipelined() {
+  if (closing_ || stream_ || !parser_paused_) return;
+  parser_paused_ = false;
+  llhttp_resume(&parser_);
+  if (pipelined_.empty()) {
+    updateReading();
+    return;
+  }
+  // Parse from a copy: processing may append to pipelined_ again.
+  std::string input;
+  input.swap(pipelined_);
+  processInput(input.data(), input.size());
+  if (!closing_) updateReading();
+}
+
+void DownstreamConnection::onParseError(llhttp_errno_t err) {
+  if (err == kErrHeadersTooLarge && headers_too_large_) {
+    localReplyAndClose(431, "request headers exceed the listener's max_request_headers_kb");
+    return;
+  }
+  const char* reason = llhttp_get_error_reason(&parser_);
+  std::string why = std::string("malformed HTTP request: ") + (reason ? reason : llhttp_errno_name(err));
+  spdlog::debug("{} from {}", why, peer_address_);
+  if (stream_ && !stream_->complete()) {
+    // The headers were fine but the body is not (bad chunk size...).
+    stream_->sendLocalReply(400, why, true);
+    close_after_flush_ = true;
+    closing_ = true;
+    if (stream_) stream_->onDownstreamReset(why);
+    startLingeringClose();
+    return;
+  }
+  localReplyAndClose(400, why);
+}
+
+void DownstreamConnection::localReplyAndClose(int status, std::string_view reason) {
+  if (closing_) return;
+  if (stream_ && !stream_->complete()) {
+    stream_->sendLocalReply(status, reason, true);
+    return;
+  }
+  closing_ = true;
+  const ListenerInfo* l = currentListener();
+  std::string body(reason);
+  body.push_back('\n');
+  std::string out = "HTTP/1.1 " + std::to_string(status) + " " +
+                    std::string(http::reasonPhrase(status)) +
+                    "\r\ncontent-type: text/plain\r\ncontent-length: " +
+                    std::to_string(body.size()) +
+                    "\r\nx-remora-attempts: 0\r\nconnection: close\r\n\r\n" + body;
+  writer_.write(out);
+  if (l != nullptr) l->stats->downstream_requests.inc(status);
+  if (AccessLogger* log = worker_.accessLog()) {
+    AccessLogEntry e;
+    e.listener = listener_name_;
+    e.method = head_.method;
+    e.path = head_.url;
+    e.status = status;
+    e.downstream_address = peer_address_;
+    e.error = std::string(reason);
+    log->log(e);
+  }
+  startLingeringClose();
+}
+
+void DownstreamConnection::startLingeringClose() {
+  closing_ = true;
+  close_after_flush_ = true;
+  if (writer_.pendingBytes() == 0) closeAfterFlush();
+}
+
+void DownstreamConnection::closeAfterFlush() {
+  if (lingering_ || uv_is_closing(reinterpret_cast<uv_handle_t*>(&tcp_))) return;
+  lingering_ = true;
+  if (peer_closed_) {
+    close();
+    return;
+  }
+  // Send FIN, keep reading (and discarding) until the client closes or the linger time passes.
+  shutdown_req_.data = this;
+  if (uv_shutdown(&shutdown_req_, reinterpret_cast<uv_stream_t*>(&tcp_),
+                  &DownstreamConnection::onShutdown) != 0) {
+    close();
+    return;
+  }
+  setTimer(TimerMode::Linger, kLingerTimeout);
+  read_paused_ = 0;
+  updateReading();
+}
+
+void DownstreamConnection::onShutdown(uv_shutdown_t* req, int status) {
+  auto* self = static_cast<DownstreamConnection*>(req->data);
+  if (status < 0 && status != UV_ECANCELED) self->close();
+}
+
+void DownstreamConnection::readDisable(uint32_t reason, bool disable) {
+  if (disable) {
+    read_paused_ |= reason;
+  } else {
+    read_paused_ &= ~reason;
+  }
+  updateReading();
+}
+
+void DownstreamConnection::updateReading() {
+  if (uv_is_closing(reinterpret_cast<uv_handle_t*>(&tcp_))) return;
+  bool want = !peer_closed_;
+  if (!lingering_) {
+    if (closing_ || (read_paused_ & kReadPausedUpstreamFull) != 0) want = false;
+    // While a request is in flight keep reading (to notice a client that goes away), but only up
+    // to a bound of pipelined bytes.
+    if (parser_paused_ && pipelined_.size() >= kMaxPipelinedBytes) want = false;
+  }
+  auto* s = reinterpret_cast<uv_stream_t*>(&tcp_);
+  if (want && !reading_) {
+    if (uv_read_start(s, &DownstreamConnection::onAlloc, &DownstreamConnection::onRead) == 0) {
+      reading_ = true;
+    }
+  } else if (!want && reading_) {
+    uv_read_stop(s);
+    reading_ = false;
+  }
+}
+
+void DownstreamConnection::onWriteProgress() {
+  if (close_after_flush_ && writer_.pendingBytes() == 0) {
+    closeAfterFlush();
+    return;
+  }
+  if (stream_ && !stream_->complete()) stream_->onDownstreamWritable();
+}
+
+void DownstreamConnection::onWriteError(int err) {
+  if (stream_ && !stream_->complete()) {
+    stream_->onDownstreamReset("write to client failed: " + uvError(err));
+  }
+  close();
+}
+
+void DownstreamConnection::onStreamComplete(bool close_connection) {
+  worker_.deferredDelete(std::move(stream_));
+  if (close_connection || draining_ || peer_closed_ || !head_.keep_alive) {
+    closing_ = true;
+    close_after_flush_ = true;
+    if (writer_.pendingBytes() == 0) closeAfterFlush();
+    return;
+  }
+  const ListenerInfo* l = currentListener();
+  if (l == nullptr) {
+    // The listener was removed by a reload: finish this connection.
+    closing_ = true;
+    close_after_flush_ = true;
+    if (writer_.pendingBytes() == 0) closeAfterFlush();
+    return;
+  }
+  setTimer(TimerMode::Idle, l->config->idle_timeout);
+  if (parser_paused_) {
+    // Parse what the client pipelined after the event that completed this stream returns.
+    worker_.defer([this] { processPipelined(); });
+  } else {
+    updateReading();
+  }
+}
+
+void DownstreamConnection::drain() {
+  draining_ = true;
+  if (!stream_ && !in_message_) {
+    close();
+  }
+}
+
+void DownstreamConnection::close() {
+  closing_ = true;
+  auto* h = reinterpret_cast<uv_handle_t*>(&tcp_);
+  if (uv_is_closing(h)) return;
+  if (stream_ && !stream_->complete()) stream_->onDownstreamReset("connection closed");
+  if (stream_) worker_.deferredDelete(std::move(stream_));
+  if (listener_stats_ != nullptr) listener_stats_->downstream_connections_active.sub(1);
+  listener_stats_ = nullptr;
+  listener_ = nullptr;
+  snapshot_.reset();
+  uv_close(h, &DownstreamConnection::onClose);
+  uv_close(reinterpret_cast<uv_handle_t*>(&timer_), &DownstreamConnection::onClose);
+}
+
+void DownstreamConnection::onClose(uv_handle_t* handle) {
+  auto* self = static_cast<DownstreamConnection*>(handle->data);
+  if (--self->open_handles_ > 0) return;
+  self->worker_.removeConnection(self);
+  delete self;
+}
+
+// --- llhttp callbacks ------------------------------------------------------------------------
+
+int DownstreamConnection::onMessageBegin(llhttp_t* p) {
+  auto* self = fromParser(p);
+  self->head_ = RequestHead();
+  self->field_.clear();
+  self->value_.clear();
+  self->in_value_ = false;
+  self->header_bytes_ = 0;
+  self->headers_too_large_ = false;
+  self->in_message_ = true;
+  const ListenerInfo* l = self->currentListener();
+  if (l != nullptr) {
+    self->max_header_bytes_ = static_cast<size_t>(l->config->max_request_headers_kb) * 1024;
+    self->setTimer(TimerMode::RequestHeaders, l->config->request_headers_timeout);
+  }
+  return 0;
+}
+
+int DownstreamConnection::onUrl(llhttp_t* p, const char* at, size_t len) {
+  auto* self = fromParser(p);
+  self->header_bytes_ += len;
+  if (self->header_bytes_ > self->max_header_bytes_) {
+    self->headers_too_large_ = true;
+    return kErrHeadersTooLarge;
+  }
+  self->head_.url.append(at, len);
+  return 0;
+}
+
+void DownstreamConnection::commitHeader() {
+  http::toLowerInPlace(field_);
+  head_.headers.add(std::move(field_), std::move(value_));
+  field_.clear();
+  value_.clear();
+  in_value_ = false;
+}
+
+int DownstreamConnection::onHeaderField(llhttp_t* p, const char* at, size_t len) {
+  auto* self = fromParser(p);
+  self->header_bytes_ += len + 4;  // ": " and CRLF count against the limit too
+  if (self->header_bytes_ > self->max_header_bytes_) {
+    self->headers_too_large_ = true;
+    return kErrHeadersTooLarge;
+  }
+  if (self->in_value_) self->commitHeader();
+  self->field_.append(at, len);
+  return 0;
+}
+
+int DownstreamConnection::onHeaderValue(llhttp_t* p, const char* at, size_t len) {
+  auto* self = fromParser(p);
+  self->header_bytes_ += len;
+  if (self->header_bytes_ > self->max_header_bytes_) {
+    self->headers_too_large_ = true;
+    return kErrHeadersTooLarge;
+  }
+  self->in_value_ = true;
+  self->value_.append(at, len);
+  return 0;
+}
+
+int DownstreamConnection::onHeadersComplete(llhttp_t* p) {
+  auto* self = fromParser(p);
+  if (self->in_value_ || !self->field_.empty()) self->commitHeader();
+  RequestHead& h = self->head_;
+  h.method = llhttp_method_name(static_cast<llhttp_method_t>(p->method));
+  h.http_major = p->http_major;
+  h.http_minor = p->http_minor;
+  h.keep_alive = llhttp_should_keep_alive(p) != 0;
+  h.chunked = (p->flags & F_CHUNKED) != 0;
+  h.has_content_length = (p->flags & F_CONTENT_LENGTH) != 0;
+  h.content_length = p->content_length;
+  self->setTimer(TimerMode::None, {});
+
+  const ListenerInfo* l = self->currentListener();
+  if (l == nullptr) {
+    self->localReplyAndClose(503, "listener removed by a configuration reload");
+    return HPE_PAUSED;
+  }
+  if (h.http_major != 1) {
+    self->localReplyAndClose(505, "only HTTP/1.0 and HTTP/1.1 are supported");
+    return HPE_PAUSED;
+  }
+  if (p->method == HTTP_CONNECT) {
+    self->localReplyAndClose(501, "CONNECT is not supported");
+    return HPE_PAUSED;
+  }
+  if ((p->flags & F_TRANSFER_ENCODING) != 0) {
+    // llhttp accepts codings before the final "chunked"; the proxy only understands chunked alone
+    // (RFC 9112 6.1: 501 for a transfer coding the server does not understand).
+    const std::string* te = h.headers.get("transfer-encoding");
+    if (te == nullptr || h.headers.count("transfer-encoding") != 1 ||
+        !http::equalsIgnoreCase(*te, "chunked")) {
+      self->localReplyAndClose(501, "unsupported transfer-encoding (only chunked is supported)");
+      return HPE_PAUSED;
+    }
+  }
+  if (h.headers.count("content-length") > 1) {
+    // llhttp rejects differing duplicates; identical ones are still ambiguous framing to some
+    // upstreams, so refuse them too (request smuggling guard).
+    self->localReplyAndClose(400, "duplicate content-length header");
+    return HPE_PAUSED;
+  }
+  self->stream_ = std::make_unique<ActiveStream>(*self, self->snapshot_, *l, std::move(h));
+  self->stream_->start();
+  return self->closing_ ? HPE_PAUSED : 0;
+}
+
+int DownstreamConnection::onBody(llhttp_t* p, const char* at, size_t len) {
+  auto* self = fromParser(p);
+  if (self->stream_ && !self->stream_->complete()) self->stream_->onRequestBody(at, len);
+  return self->closing_ ? HPE_PAUSED : 0;
+}
+
+int DownstreamConnection::onMessageComplete(llhttp_t* p) {
+  auto* self = fromParser(p);
+  self->in_message_ = false;
+  if (self->stream_ && !self->stream_->complete()) self->stream_->onRequestComplete();
+  // Stop here: the next pipelined request is parsed once this one's response is done.
+  return HPE_PAUSED;
+}
+
+}  // namespace remora

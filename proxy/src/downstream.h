@@ -1,0 +1,117 @@
+#pragma once
+
+// A client connection: llhttp parses requests, each complete header block becomes an ActiveStream.
+// HTTP/1.1 runs one request at a time per connection; pipelined bytes are held until the response
+// in flight is done. Timers: idle (between requests), request headers (slowloris guard), and the
+// route timeout of the stream in flight share one uv timer, since only one is ever armed.
+
+#include <llhttp.h>
+#include <uv.h>
+
+#include <memory>
+#include <string>
+
+#include "snapshot.h"
+#include "stream.h"
+#include "uv_util.h"
+#include "worker.h"
+
+namespace remora {
+
+class DownstreamConnection : public WriteCallbacks {
+ public:
+  // Reasons reading from the client is paused; reading resumes when none is left.
+  static constexpr uint32_t kReadPausedRequestDone = 1;  // waiting for the response
+  static constexpr uint32_t kReadPausedUpstreamFull = 2;  // upstream is not draining the body
+
+  DownstreamConnection(Worker& worker, std::string listener_name);
+  ~DownstreamConnection() override;
+
+  // Accepts from `server`. On failure the connection closes itself.
+  void accept(uv_stream_t* server);
+  // Closes now (pending writes are dropped).
+  void close();
+  // Drain: close if idle, otherwise close after the current response.
+  void drain();
+
+  // Used by ActiveStream.
+  Worker& worker() { return worker_; }
+  int write(const uv_buf_t* bufs, unsigned n) { return writer_.write(bufs, n); }
+  size_t pendingWriteBytes() const { return writer_.pendingBytes(); }
+  void readDisable(uint32_t reason, bool disable);
+  void armRouteTimer(std::chrono::milliseconds timeout);
+  void onStreamComplete(bool close_connection);
+  const std::string& peerAddress() const { return peer_address_; }
+  const std::string& peerIp() const { return peer_ip_; }
+
+  // WriteCallbacks
+  void onWriteProgress() override;
+  void onWriteError(int err) override;
+
+ private:
+  enum class TimerMode { None, Idle, RequestHeaders, Route, Linger };
+
+  const ListenerInfo* currentListener();
+  void setTimer(TimerMode mode, std::chrono::milliseconds timeout);
+  void processInput(const char* data, size_t len);
+  void processPipelined();
+  void onParseError(llhttp_errno_t err);
+  void localReplyAndClose(int status, std::string_view reason);
+  void closeAfterFlush();
+  void startLingeringClose();
+  void updateReading();
+  void commitHeader();
+
+  static void onAlloc(uv_handle_t* handle, size_t suggested, uv_buf_t* buf);
+  static void onRead(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
+  static void onTimer(uv_timer_t* timer);
+  static void onShutdown(uv_shutdown_t* req, int status);
+  static void onClose(uv_handle_t* handle);
+
+  static int onMessageBegin(llhttp_t* p);
+  static int onUrl(llhttp_t* p, const char* at, size_t len);
+  static int onHeaderField(llhttp_t* p, const char* at, size_t len);
+  static int onHeaderValue(llhttp_t* p, const char* at, size_t len);
+  static int onHeadersComplete(llhttp_t* p);
+  static int onBody(llhttp_t* p, const char* at, size_t len);
+  static int onMessageComplete(llhttp_t* p);
+
+  Worker& worker_;
+  std::string listener_name_;
+  SnapshotConstSharedPtr snapshot_;  // the snapshot `listener_` belongs to
+  const ListenerInfo* listener_ = nullptr;
+  ListenerStats* listener_stats_ = nullptr;  // stats outlive snapshots; counted at accept
+  uv_tcp_t tcp_;
+  uv_timer_t timer_;
+  uv_shutdown_t shutdown_req_;
+  int open_handles_ = 0;
+  StreamWriter writer_;
+  llhttp_t parser_;
+  llhttp_settings_t settings_;
+  TimerMode timer_mode_ = TimerMode::None;
+
+  // The request being parsed.
+  RequestHead head_;
+  std::string field_;
+  std::string value_;
+  bool in_value_ = false;
+  size_t header_bytes_ = 0;
+  size_t max_header_bytes_ = 60 * 1024;
+  bool headers_too_large_ = false;
+  bool in_message_ = false;
+
+  std::unique_ptr<ActiveStream> stream_;
+  std::string pipelined_;  // bytes received after a complete request, parsed after its response
+  bool parser_paused_ = false;
+  bool peer_closed_ = false;   // the client half-closed (EOF)
+  bool closing_ = false;       // close requested: no more parsing, no new streams
+  bool close_after_flush_ = false;
+  bool lingering_ = false;
+  bool draining_ = false;
+  bool reading_ = false;
+  uint32_t read_paused_ = 0;
+  std::string peer_address_;
+  std::string peer_ip_;
+};
+
+}  // namespace remora

@@ -1,0 +1,139 @@
+#include "http/headers.h"
+
+#include <algorithm>
+
+namespace remora::http {
+
+namespace {
+
+char lowerAscii(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+}  // namespace
+
+const std::string* HeaderMap::get(std::string_view name) const {
+  for (const auto& e : entries_) {
+    if (e.first == name) return &e.second;
+  }
+  return nullptr;
+}
+
+size_t HeaderMap::count(std::string_view name) const {
+  return static_cast<size_t>(std::count_if(entries_.begin(), entries_.end(),
+                                           [&](const Entry& e) { return e.first == name; }));
+}
+
+void HeaderMap::set(std::string_view name, std::string value) {
+  remove(name);
+  entries_.emplace_back(std::string(name), std::move(value));
+}
+
+void HeaderMap::remove(std::string_view name) {
+  std::erase_if(entries_, [&](const Entry& e) { return e.first == name; });
+}
+
+void toLowerInPlace(std::string& s) {
+  for (char& c : s) c = lowerAscii(c);
+}
+
+bool equalsIgnoreCase(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (lowerAscii(a[i]) != lowerAscii(b[i])) return false;
+  }
+  return true;
+}
+
+bool isHopByHopHeader(std::string_view n) {
+  return n == "connection" || n == "keep-alive" || n == "proxy-connection" || n == "te" ||
+         n == "trailer" || n == "upgrade" || n == "proxy-authorization" ||
+         n == "proxy-authenticate" || n == "transfer-encoding" || n == "content-length";
+}
+
+void removeHopByHopHeaders(HeaderMap& headers) {
+  // Headers listed in Connection are hop-by-hop for this message too (RFC 9110 7.6.1).
+  std::vector<std::string> listed;
+  for (const auto& [name, value] : headers) {
+    if (name != "connection") continue;
+    std::string_view v = value;
+    while (!v.empty()) {
+      size_t comma = v.find(',');
+      std::string token(trim(v.substr(0, comma)));
+      toLowerInPlace(token);
+      if (!token.empty()) listed.push_back(std::move(token));
+      if (comma == std::string_view::npos) break;
+      v.remove_prefix(comma + 1);
+    }
+  }
+  std::erase_if(headers.entries(), [&](const HeaderMap::Entry& e) {
+    if (isHopByHopHeader(e.first)) return true;
+    return std::find(listed.begin(), listed.end(), e.first) != listed.end();
+  });
+}
+
+std::string_view reasonPhrase(int status) {
+  switch (status) {
+    case 100: return "Continue";
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 203: return "Non-Authoritative Information";
+    case 204: return "No Content";
+    case 205: return "Reset Content";
+    case 206: return "Partial Content";
+    case 300: return "Multiple Choices";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 406: return "Not Acceptable";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 410: return "Gone";
+    case 411: return "Length Required";
+    case 412: return "Precondition Failed";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 416: return "Range Not Satisfiable";
+    case 417: return "Expectation Failed";
+    case 421: return "Misdirected Request";
+    case 422: return "Unprocessable Content";
+    case 425: return "Too Early";
+    case 426: return "Upgrade Required";
+    case 428: return "Precondition Required";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Unknown";
+  }
+}
+
+void serializeHeaders(const HeaderMap& headers, std::string& out) {
+  for (const auto& [name, value] : headers) {
+    out.append(name);
+    out.append(": ");
+    out.append(value);
+    out.append("\r\n");
+  }
+}
+
+}  // namespace remora::http

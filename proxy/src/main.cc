@@ -1,0 +1,114 @@
+// remora: the sidecar proxy. See README.md and docs/ for the commands and the config schema.
+
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "remora/config/config.h"
+#include "server.h"
+#include "snapshot.h"
+
+namespace {
+
+constexpr const char* kUsage =
+    "usage: remora --config FILE [--log-level LEVEL] [--node-id ID] [--control-plane HOST:PORT]\n"
+    "       remora --validate FILE\n"
+    "\n"
+    "  --config FILE          run the proxy with this YAML config\n"
+    "  --validate FILE        check FILE and exit 0 (valid) or 1 (errors as file:line:col: reason)\n"
+    "  --log-level LEVEL      trace|debug|info|warn|error|critical|off (overrides the file)\n"
+    "  --node-id ID           identity towards the control plane (overrides the file)\n"
+    "  --control-plane ADDR   control plane host:port (overrides the file)\n"
+    "  --version              print the version and exit\n"
+    "\n"
+    "signals: SIGHUP reloads the config file, SIGTERM drains and exits 0\n";
+
+int validate(const std::string& path) {
+  remora::config::LoadResult result = remora::config::loadFile(path);
+  if (!result.ok()) {
+    std::fputs(result.formatErrors().c_str(), stderr);
+    if (!result.formatErrors().empty() && result.formatErrors().back() != '\n') {
+      std::fputc('\n', stderr);
+    }
+    std::fprintf(stderr, "%s: %zu error(s); nothing was applied\n", path.c_str(),
+                 result.errors.size());
+    return 1;
+  }
+  remora::StatsStore stats;
+  std::string error;
+  if (!remora::Snapshot::build(result.config, 1, "file", stats, error)) {
+    std::fprintf(stderr, "%s: %s\n", path.c_str(), error.c_str());
+    return 1;
+  }
+  std::printf("%s: OK (%zu listener(s), %zu cluster(s))\n", path.c_str(),
+              result.config->listeners.size(), result.config->clusters.size());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  remora::ServerOptions options;
+  std::string validate_path;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    auto value = [&](const char* name) -> std::string {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "remora: %s needs a value\n%s", name, kUsage);
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (arg == "--config" || arg == "-c") {
+      options.config_path = value("--config");
+    } else if (arg == "--validate") {
+      validate_path = value("--validate");
+    } else if (arg == "--log-level") {
+      options.log_level = value("--log-level");
+    } else if (arg == "--node-id") {
+      options.node_id = value("--node-id");
+    } else if (arg == "--control-plane") {
+      options.control_plane = value("--control-plane");
+    } else if (arg == "--version") {
+      std::puts("remora 0.1.0");
+      return 0;
+    } else if (arg == "--help" || arg == "-h") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    } else {
+      std::fprintf(stderr, "remora: unknown argument \"%s\"\n%s", arg.c_str(), kUsage);
+      return 2;
+    }
+  }
+  if (!validate_path.empty()) return validate(validate_path);
+  if (options.config_path.empty()) {
+    std::fprintf(stderr, "remora: --config FILE is required\n%s", kUsage);
+    return 2;
+  }
+
+  auto logger = spdlog::stderr_color_mt("remora");
+  spdlog::set_default_logger(logger);
+  spdlog::set_pattern("[%Y-%m-%dT%H:%M:%S.%e] [%^%l%$] [%t] %v");
+  // The file's log_level applies unless the command line says otherwise; peek at it before the
+  // server starts so startup messages obey it too.
+  std::string level = options.log_level;
+  if (level.empty()) {
+    remora::config::LoadResult peek = remora::config::loadFile(options.config_path);
+    if (peek.ok()) level = peek.config->log_level;
+  }
+  if (!level.empty()) {
+    auto lvl = spdlog::level::from_str(level);
+    if (lvl == spdlog::level::off && level != "off") {
+      std::fprintf(stderr, "remora: unknown log level \"%s\"\n", level.c_str());
+      return 2;
+    }
+    spdlog::set_level(lvl);
+  }
+  spdlog::flush_on(spdlog::level::info);
+
+  remora::Server server(std::move(options));
+  return server.run();
+}

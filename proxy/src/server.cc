@@ -1,0 +1,322 @@
+#include "server.h"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "remora/config/json.h"
+#include "uv_util.h"
+
+namespace remora {
+
+std::string createListenSockets(const config::Address& address, size_t count,
+                                std::vector<int>& fds) {
+  sockaddr_storage ss{};
+  socklen_t len = 0;
+  std::string err = resolveAddress(address, ss, len);
+  if (!err.empty()) return err;
+  for (size_t i = 0; i < count; ++i) {
+    int fd = ::socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    std::string why;
+    if (fd < 0) {
+      why = std::string("socket: ") + std::strerror(errno);
+    } else if (::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+               ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
+      why = std::string("setsockopt: ") + std::strerror(errno);
+    } else if (::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0) {
+      why = std::string("bind: ") + std::strerror(errno);
+    } else if (::listen(fd, 4096) != 0) {
+      why = std::string("listen: ") + std::strerror(errno);
+    }
+    if (!why.empty()) {
+      if (fd >= 0) ::close(fd);
+      for (int f : fds) ::close(f);
+      fds.clear();
+      return "cannot listen on " + address.str() + ": " + why;
+    }
+    fds.push_back(fd);
+  }
+  return {};
+}
+
+Server::Server(ServerOptions options) : options_(std::move(options)) { uv_loop_init(&loop_); }
+
+Server::~Server() { uv_loop_close(&loop_); }
+
+config::LoadResult Server::loadConfig() {
+  config::LoadResult result = config::loadFile(options_.config_path);
+  if (!result.ok()) return result;
+  // Command-line overrides win over the file.
+  if (!options_.node_id.empty() || !options_.control_plane.empty()) {
+    auto copy = std::make_shared<config::Config>(*result.config);
+    if (!options_.node_id.empty()) copy->node_id = options_.node_id;
+    if (!options_.control_plane.empty()) {
+      auto addr = config::parseAddress(options_.control_plane);
+      if (!addr) {
+        result.config = nullptr;
+        result.errors.push_back(
+            {{"--control-plane", 0, 0}, "expected host:port, got \"" + options_.control_plane + "\""});
+        return result;
+      }
+      config::ControlPlane cp = copy->control_plane.value_or(config::ControlPlane{});
+      cp.address = *addr;
+      copy->control_plane = cp;
+    }
+    result.config = copy;
+  }
+  return result;
+}
+
+bool Server::reload(bool initial) {
+  config::LoadResult result = loadConfig();
+  if (!result.ok()) {
+    for (const auto& e : result.errors) spdlog::error("config: {}", e.format());
+    spdlog::error("{} rejected ({} error{}); {}", options_.config_path, result.errors.size(),
+                  result.errors.size() == 1 ? "" : "s",
+                  initial ? "fix the file and start again"
+                          : "the running config (version " + std::to_string(version_) +
+                                ") stays active; fix the file and send SIGHUP again");
+    stats_.recordConfigUpdate("file", false);
+    return false;
+  }
+  const config::Config& cfg = *result.config;
+  std::string error;
+  SnapshotConstSharedPtr snap = Snapshot::build(result.config, version_ + 1, "file", stats_, error);
+  if (!snap) {
+    spdlog::error("{} rejected: {}; {}", options_.config_path, error,
+                  initial ? "fix the file and start again" : "the running config stays active");
+    stats_.recordConfigUpdate("file", false);
+    return false;
+  }
+
+  size_t nworkers = initial ? (cfg.workers != 0 ? cfg.workers
+                                                : std::max(1u, std::thread::hardware_concurrency()))
+                            : workers_.size();
+  if (!initial && current_) {
+    const config::Config& old = current_->config();
+    if (cfg.workers != old.workers) {
+      spdlog::warn("config: `workers` changed ({} -> {}); this takes a restart, keeping {}",
+                   old.workers, cfg.workers, workers_.size());
+    }
+    if (!(cfg.admin.address == old.admin.address)) {
+      spdlog::warn("config: admin address changed; this takes a restart, keeping {}",
+                   old.admin.address.str());
+    }
+  }
+
+  // Open sockets for listener addresses that are new in this config, one per worker.
+  std::map<std::string, std::vector<int>> new_sockets;
+  std::map<std::string, std::string> names;
+  for (const auto& l : cfg.listeners) {
+    std::string key = l.address.str();
+    names[key] = l.name;
+    if (listener_addresses_.contains(key)) continue;
+    std::vector<int> fds;
+    std::string err = createListenSockets(l.address, nworkers, fds);
+    if (!err.empty()) {
+      for (auto& [k, v] : new_sockets) {
+        for (int fd : v) ::close(fd);
+      }
+      spdlog::error("{} rejected: listener \"{}\": {}; {}", options_.config_path, l.name, err,
+                    initial ? "free the port or change the address"
+                            : "the running config stays active");
+      stats_.recordConfigUpdate("file", false);
+      return false;
+    }
+    new_sockets[key] = std::move(fds);
+  }
+
+  if (initial) {
+    if (cfg.access_log) {
+      std::string err;
+      access_log_ = AccessLogger::open(cfg.access_log->path, err);
+      if (!access_log_) {
+        spdlog::error("{}", err);
+        for (auto& [k, v] : new_sockets) {
+          for (int fd : v) ::close(fd);
+        }
+        return false;
+      }
+    }
+    for (size_t i = 0; i < nworkers; ++i) {
+      workers_.push_back(std::make_unique<Worker>(i, access_log_));
+    }
+    for (auto& w : workers_) w->start();
+  }
+
+  ++version_;
+  current_ = snap;
+  listener_addresses_.clear();
+  for (const auto& [key, name] : names) listener_addresses_[key] = 1;
+  for (size_t i = 0; i < workers_.size(); ++i) {
+    std::vector<ListenerSocket> sockets;
+    for (auto& [key, fds] : new_sockets) sockets.push_back({names[key], key, fds[i]});
+    Worker* w = workers_[i].get();
+    w->post([w, snap, sockets = std::move(sockets)]() mutable {
+      w->applySnapshot(snap, std::move(sockets));
+    });
+  }
+  stats_.configVersion().set(static_cast<int64_t>(version_));
+  stats_.recordConfigUpdate("file", true);
+  spdlog::info("config version {} active from {}: {} listener(s), {} cluster(s), {} worker(s)",
+               version_, options_.config_path, cfg.listeners.size(), cfg.clusters.size(),
+               workers_.size());
+  return true;
+}
+
+int Server::run() {
+  signal(SIGPIPE, SIG_IGN);
+  if (!reload(true)) return 1;
+  const config::Config& cfg = current_->config();
+
+  admin_ = std::make_unique<http::SimpleHttpServer>(
+      &loop_, [this](const http::SimpleRequest& req) { return handleAdmin(req); });
+  int rc = admin_->listen(cfg.admin.address);
+  if (rc != 0) {
+    spdlog::error("cannot listen on admin address {}: {}; free the port or change "
+                  "admin.address",
+                  cfg.admin.address.str(), uvError(rc));
+    exit_code_ = 1;
+    shutdown();
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    return exit_code_;
+  }
+  for (auto* sig : {&sighup_, &sigterm_, &sigint_}) {
+    uv_signal_init(&loop_, sig);
+    sig->data = this;
+  }
+  uv_signal_start(&sighup_, &Server::onSignal, SIGHUP);
+  uv_signal_start(&sigterm_, &Server::onSignal, SIGTERM);
+  uv_signal_start(&sigint_, &Server::onSignal, SIGINT);
+  uv_timer_init(&loop_, &drain_timer_);
+  drain_timer_.data = this;
+  handles_ready_ = true;
+
+  for (const auto& l : cfg.listeners) {
+    spdlog::info("listener {} on http://{}", l.name, l.address.str());
+  }
+  spdlog::info("admin API on http://{} (/ready /stats /config /clusters)",
+               cfg.admin.address.str());
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  return exit_code_;
+}
+
+void Server::onSignal(uv_signal_t* handle, int signum) {
+  auto* self = static_cast<Server*>(handle->data);
+  if (signum == SIGHUP) {
+    if (self->draining_) return;
+    spdlog::info("SIGHUP: reloading {}", self->options_.config_path);
+    self->reload(false);
+    return;
+  }
+  if (self->draining_) {
+    spdlog::warn("second {} while draining: stopping now", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    self->shutdown();
+    return;
+  }
+  self->startDrain(signum == SIGINT ? "SIGINT" : "SIGTERM");
+}
+
+void Server::startDrain(const char* why) {
+  draining_ = true;
+  auto timeout = current_ ? current_->config().drain_timeout : std::chrono::milliseconds(30000);
+  drain_deadline_ = std::chrono::steady_clock::now() + timeout;
+  spdlog::info("{}: draining: no new connections; waiting up to {}ms for in-flight requests", why,
+               timeout.count());
+  for (auto& w : workers_) {
+    Worker* wp = w.get();
+    wp->post([wp] { wp->drain(); });
+  }
+  uv_timer_start(
+      &drain_timer_, [](uv_timer_t* t) { static_cast<Server*>(t->data)->checkDrained(); }, 20, 20);
+}
+
+void Server::checkDrained() {
+  size_t active = 0;
+  for (auto& w : workers_) active += w->activeConnections();
+  if (active == 0) {
+    spdlog::info("drained: all connections closed");
+    shutdown();
+  } else if (std::chrono::steady_clock::now() >= drain_deadline_) {
+    spdlog::warn("drain_timeout reached with {} connection(s) still open; closing them", active);
+    shutdown();
+  }
+}
+
+void Server::shutdown() {
+  if (stopped_) return;
+  stopped_ = true;
+  for (auto& w : workers_) {
+    Worker* wp = w.get();
+    wp->post([wp] { wp->stop(); });
+  }
+  for (auto& w : workers_) w->join();
+  workers_.clear();
+  if (admin_) admin_->close();
+  if (handles_ready_) {
+    for (auto* h : {reinterpret_cast<uv_handle_t*>(&sighup_),
+                    reinterpret_cast<uv_handle_t*>(&sigterm_),
+                    reinterpret_cast<uv_handle_t*>(&sigint_),
+                    reinterpret_cast<uv_handle_t*>(&drain_timer_)}) {
+      uv_close(h, nullptr);
+    }
+  }
+}
+
+http::SimpleResponse Server::handleAdmin(const http::SimpleRequest& req) {
+  using http::SimpleResponse;
+  if (req.method != "GET" && req.method != "HEAD") {
+    return SimpleResponse::text(405, "the admin API only answers GET\n");
+  }
+  if (req.path == "/ready") {
+    if (draining_) return SimpleResponse::text(503, "draining\n");
+    if (!current_) return SimpleResponse::text(503, "no active config\n");
+    return SimpleResponse::text(200, "ready\n");
+  }
+  if (req.path == "/stats") {
+    SimpleResponse r = SimpleResponse::text(200, stats_.renderPrometheus());
+    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    return r;
+  }
+  if (req.path == "/config") {
+    nlohmann::json j = {{"version", std::to_string(current_->version())},
+                        {"source", current_->source()},
+                        {"file", options_.config_path},
+                        {"config", config::toJson(current_->config())}};
+    return SimpleResponse::json(200, j.dump(2) + "\n");
+  }
+  if (req.path == "/clusters") {
+    nlohmann::json clusters = nlohmann::json::array();
+    for (const auto& c : current_->clusters()) {
+      nlohmann::json eps = nlohmann::json::array();
+      for (const auto& e : c->endpoints) {
+        eps.push_back({{"address", e.key},
+                       {"weight", e.config.weight},
+                       {"health", "healthy"},
+                       {"circuit_breaker", "closed"}});
+      }
+      clusters.push_back({{"name", c->name()},
+                          {"lb_policy", std::string(config::toString(c->config->lb_policy))},
+                          {"active_requests", c->stats->upstream_requests_active.value()},
+                          {"endpoints", eps}});
+    }
+    return SimpleResponse::json(200, nlohmann::json{{"clusters", clusters}}.dump(2) + "\n");
+  }
+  if (req.path == "/" || req.path.empty()) {
+    return SimpleResponse::text(200,
+                                "remora admin: /ready /stats /config /clusters\n");
+  }
+  return SimpleResponse::text(404, "unknown admin path " + req.path +
+                                       "; try /ready /stats /config /clusters\n");
+}
+
+}  // namespace remora

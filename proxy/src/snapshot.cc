@@ -1,0 +1,148 @@
+#include "snapshot.h"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+
+#include <algorithm>
+#include <cstring>
+
+namespace remora {
+
+std::string resolveAddress(const config::Address& address, sockaddr_storage& out,
+                           socklen_t& out_len) {
+  std::memset(&out, 0, sizeof(out));
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&out);
+  if (inet_pton(AF_INET, address.host.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(address.port);
+    out_len = sizeof(sockaddr_in);
+    return {};
+  }
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&out);
+  if (inet_pton(AF_INET6, address.host.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(address.port);
+    out_len = sizeof(sockaddr_in6);
+    return {};
+  }
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* result = nullptr;
+  int rc = getaddrinfo(address.host.c_str(), nullptr, &hints, &result);
+  if (rc != 0 || result == nullptr) {
+    return "cannot resolve host \"" + address.host + "\": " + gai_strerror(rc);
+  }
+  std::memcpy(&out, result->ai_addr, result->ai_addrlen);
+  out_len = result->ai_addrlen;
+  freeaddrinfo(result);
+  if (out.ss_family == AF_INET) {
+    v4->sin_port = htons(address.port);
+  } else {
+    v6->sin6_port = htons(address.port);
+  }
+  return {};
+}
+
+const ClusterInfo* RouteInfo::pickCluster(uint32_t random) const {
+  if (clusters.size() == 1) return clusters[0];
+  uint32_t point = static_cast<uint32_t>((static_cast<uint64_t>(random) * total_weight) >> 32);
+  auto it = std::upper_bound(cumulative_weights.begin(), cumulative_weights.end(), point);
+  return clusters[static_cast<size_t>(it - cumulative_weights.begin())];
+}
+
+SnapshotConstSharedPtr Snapshot::build(config::ConfigConstSharedPtr config, uint64_t version,
+                                       std::string source, StatsStore& stats,
+                                       std::string& error) {
+  auto snap = std::shared_ptr<Snapshot>(new Snapshot());
+  snap->config_ = std::move(config);
+  snap->version_ = version;
+  snap->source_ = std::move(source);
+  const config::Config& cfg = *snap->config_;
+
+  for (const auto& c : cfg.clusters) {
+    auto info = std::make_unique<ClusterInfo>();
+    info->config = &c;
+    info->stats = &stats.cluster(c.name);
+    info->index = snap->clusters_.size();
+    for (const auto& e : c.endpoints) {
+      EndpointInfo ep;
+      ep.config = e;
+      ep.key = e.address.str();
+      std::string err = resolveAddress(e.address, ep.addr, ep.addr_len);
+      if (!err.empty()) {
+        error = "cluster \"" + c.name + "\" endpoint " + ep.key + ": " + err;
+        return nullptr;
+      }
+      info->endpoints.push_back(std::move(ep));
+    }
+    snap->clusters_.push_back(std::move(info));
+  }
+
+  for (const auto& l : cfg.listeners) {
+    ListenerInfo li;
+    li.config = &l;
+    li.stats = &stats.listener(l.name);
+    for (const auto& r : l.routes) {
+      RouteInfo ri;
+      ri.config = &r;
+      ri.stats = &stats.route(r.name);
+      for (const auto& wc : r.clusters) {
+        const ClusterInfo* ci = snap->findCluster(wc.name);
+        if (ci == nullptr) {
+          // The validator resolves references; reaching this is a bug, not bad input.
+          error = "route \"" + r.name + "\" references unknown cluster \"" + wc.name + "\"";
+          return nullptr;
+        }
+        if (wc.weight == 0) continue;
+        ri.total_weight += wc.weight;
+        ri.clusters.push_back(ci);
+        ri.cumulative_weights.push_back(ri.total_weight);
+      }
+      if (ri.clusters.empty()) {
+        error = "route \"" + r.name + "\" has no cluster with a non-zero weight";
+        return nullptr;
+      }
+      li.routes.push_back(std::move(ri));
+    }
+    snap->listeners_.push_back(std::move(li));
+  }
+  return snap;
+}
+
+const ListenerInfo* Snapshot::findListener(std::string_view name) const {
+  for (const auto& l : listeners_) {
+    if (l.name() == name) return &l;
+  }
+  return nullptr;
+}
+
+const ClusterInfo* Snapshot::findCluster(std::string_view name) const {
+  for (const auto& c : clusters_) {
+    if (c->name() == name) return c.get();
+  }
+  return nullptr;
+}
+
+const RouteInfo* matchRoute(const ListenerInfo& listener, std::string_view method,
+                            std::string_view path, const http::HeaderMap& headers) {
+  for (const auto& route : listener.routes) {
+    const config::RouteMatch& m = route.config->match;
+    if (m.path && path != *m.path) continue;
+    if (m.prefix && !path.starts_with(*m.prefix)) continue;
+    if (m.method && method != *m.method) continue;
+    bool headers_ok = true;
+    for (const auto& hm : m.headers) {
+      const std::string* v = headers.get(hm.name);
+      if (v == nullptr || *v != hm.value) {
+        headers_ok = false;
+        break;
+      }
+    }
+    if (!headers_ok) continue;
+    return &route;
+  }
+  return nullptr;
+}
+
+}  // namespace remora

@@ -1,0 +1,94 @@
+#pragma once
+
+// One immutable, fully resolved view of the configuration: listeners with their compiled routes,
+// clusters with resolved endpoint addresses, and pointers to the stats each one updates.
+//
+// The server publishes a new Snapshot as one shared pointer; every worker switches to it on its
+// next wake-up, and each request keeps the snapshot it started on alive until it ends, so a reload
+// never changes the rules under a request in flight.
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "http/headers.h"
+#include "remora/config/config.h"
+#include "stats.h"
+
+namespace remora {
+
+struct EndpointInfo {
+  config::Endpoint config;
+  std::string key;  // "host:port": identifies the endpoint's connection pool in a worker
+  sockaddr_storage addr{};
+  socklen_t addr_len = 0;
+};
+
+struct ClusterInfo {
+  const config::Cluster* config = nullptr;
+  ClusterStats* stats = nullptr;
+  std::vector<EndpointInfo> endpoints;
+  size_t index = 0;  // position in Snapshot::clusters(), for per-worker state arrays
+  const std::string& name() const { return config->name; }
+};
+
+struct RouteInfo {
+  const config::Route* config = nullptr;
+  RouteStats* stats = nullptr;
+  std::vector<const ClusterInfo*> clusters;
+  std::vector<uint32_t> cumulative_weights;  // same order as clusters
+  uint32_t total_weight = 0;
+  // Picks a cluster for a weighted split; `random` is uniform in [0, 2^32).
+  const ClusterInfo* pickCluster(uint32_t random) const;
+};
+
+struct ListenerInfo {
+  const config::Listener* config = nullptr;
+  ListenerStats* stats = nullptr;
+  std::vector<RouteInfo> routes;
+  const std::string& name() const { return config->name; }
+};
+
+class Snapshot;
+using SnapshotConstSharedPtr = std::shared_ptr<const Snapshot>;
+
+class Snapshot {
+ public:
+  // Resolves endpoint addresses and links routes to clusters. Returns nullptr and sets `error` when
+  // something the validator cannot see fails (e.g. a host name that does not resolve).
+  static SnapshotConstSharedPtr build(config::ConfigConstSharedPtr config, uint64_t version,
+                                      std::string source, StatsStore& stats, std::string& error);
+
+  const config::Config& config() const { return *config_; }
+  const config::ConfigConstSharedPtr& configPtr() const { return config_; }
+  uint64_t version() const { return version_; }
+  const std::string& source() const { return source_; }
+  const std::vector<ListenerInfo>& listeners() const { return listeners_; }
+  const std::vector<std::unique_ptr<ClusterInfo>>& clusters() const { return clusters_; }
+  const ListenerInfo* findListener(std::string_view name) const;
+  const ClusterInfo* findCluster(std::string_view name) const;
+
+ private:
+  config::ConfigConstSharedPtr config_;
+  uint64_t version_ = 0;
+  std::string source_;
+  std::vector<ListenerInfo> listeners_;
+  std::vector<std::unique_ptr<ClusterInfo>> clusters_;
+};
+
+// First route whose match holds (contract: first match wins); nullptr when none does.
+// `path` excludes the query string.
+const RouteInfo* matchRoute(const ListenerInfo& listener, std::string_view method,
+                            std::string_view path, const http::HeaderMap& headers);
+
+// Resolves "host" to a socket address (numeric IPs without a DNS query). Empty on success,
+// otherwise the reason.
+std::string resolveAddress(const config::Address& address, sockaddr_storage& out,
+                           socklen_t& out_len);
+
+}  // namespace remora

@@ -1,0 +1,460 @@
+#include "upstream.h"
+
+#include <spdlog/spdlog.h>
+
+#include "worker.h"
+
+namespace remora {
+
+namespace {
+
+// Upper bound on an upstream response's header block; beyond it the upstream is misbehaving.
+constexpr size_t kMaxResponseHeaderBytes = 96 * 1024;
+// Flow control: a request body writer stops reading the downstream above this many queued bytes.
+constexpr size_t kWriteLowWatermark = 64 * 1024;
+
+UpstreamConnection* fromParser(llhttp_t* p) { return static_cast<UpstreamConnection*>(p->data); }
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// UpstreamConnection
+
+UpstreamConnection::UpstreamConnection(ConnectionPool& pool, Worker& worker)
+    : pool_(pool), worker_(worker), writer_(reinterpret_cast<uv_stream_t*>(&tcp_), *this) {
+  llhttp_settings_init(&settings_);
+  settings_.on_message_begin = &UpstreamConnection::onMessageBegin;
+  settings_.on_header_field = &UpstreamConnection::onHeaderField;
+  settings_.on_header_value = &UpstreamConnection::onHeaderValue;
+  settings_.on_headers_complete = &UpstreamConnection::onHeadersComplete;
+  settings_.on_body = &UpstreamConnection::onBody;
+  settings_.on_message_complete = &UpstreamConnection::onMessageComplete;
+  llhttp_init(&parser_, HTTP_RESPONSE, &settings_);
+  parser_.data = this;
+}
+
+UpstreamConnection::~UpstreamConnection() = default;
+
+const std::string& UpstreamConnection::endpointKey() const { return pool_.key(); }
+
+void UpstreamConnection::connect(const EndpointInfo& endpoint, std::chrono::milliseconds timeout) {
+  uv_tcp_init(worker_.loop(), &tcp_);
+  tcp_.data = this;
+  uv_timer_init(worker_.loop(), &timer_);
+  timer_.data = this;
+  open_handles_ = 2;
+  uv_tcp_nodelay(&tcp_, 1);
+  connect_req_.data = this;
+  int rc = uv_tcp_connect(&connect_req_, &tcp_, reinterpret_cast<const sockaddr*>(&endpoint.addr),
+                          &UpstreamConnection::onConnect);
+  if (rc != 0) {
+    // The callback will not run: report the failure after the current event so the pool's caller
+    // does not see a re-entrant callback from inside newStream().
+    worker_.defer([this, rc] {
+      if (state_ == State::Connecting) {
+        state_ = State::Closing;
+        pool_.onConnectFailed(this, UpstreamFailure::ConnectFailure, uvError(rc));
+        close();
+      }
+    });
+    return;
+  }
+  if (timeout.count() > 0) {
+    uv_timer_start(&timer_, &UpstreamConnection::onConnectTimeout,
+                   static_cast<uint64_t>(timeout.count()), 0);
+  }
+}
+
+void UpstreamConnection::onConnect(uv_connect_t* req, int status) {
+  auto* self = static_cast<UpstreamConnection*>(req->data);
+  if (status == UV_ECANCELED || self->state_ != State::Connecting) return;
+  uv_timer_stop(&self->timer_);
+  if (status < 0) {
+    self->state_ = State::Closing;
+    self->pool_.onConnectFailed(self, UpstreamFailure::ConnectFailure, uvError(status));
+    self->close();
+    return;
+  }
+  self->reading_ = true;
+  uv_read_start(reinterpret_cast<uv_stream_t*>(&self->tcp_), &UpstreamConnection::onAlloc,
+                &UpstreamConnection::onRead);
+  self->state_ = State::Idle;
+  self->pool_.onConnected(self);
+}
+
+void UpstreamConnection::onConnectTimeout(uv_timer_t* timer) {
+  auto* self = static_cast<UpstreamConnection*>(timer->data);
+  if (self->state_ != State::Connecting) return;
+  self->state_ = State::Closing;
+  self->pool_.onConnectFailed(self, UpstreamFailure::ConnectTimeout, "connect timeout");
+  self->close();
+}
+
+void UpstreamConnection::attach(UpstreamClient* client) {
+  state_ = State::Busy;
+  client_ = client;
+  response_started_ = false;
+  response_complete_ = false;
+  request_complete_ = false;
+  expect_no_body_ = false;
+  resetParserState();
+}
+
+void UpstreamConnection::resetParserState() {
+  headers_.clear();
+  field_.clear();
+  value_.clear();
+  in_value_ = false;
+  interim_ = false;
+}
+
+bool UpstreamConnection::write(const uv_buf_t* bufs, unsigned nbufs) {
+  if (state_ != State::Busy) return false;
+  int rc = writer_.write(bufs, nbufs);
+  if (rc != 0) {
+    // Report asynchronously: the caller is in the middle of writing and must not be re-entered.
+    worker_.defer([this, rc] {
+      if (state_ == State::Busy) fail(UpstreamFailure::Reset, "write failed: " + uvError(rc));
+    });
+    return false;
+  }
+  return true;
+}
+
+void UpstreamConnection::onWriteProgress() {
+  if (state_ == State::Busy && client_ != nullptr && writer_.pendingBytes() < kWriteLowWatermark) {
+    client_->onUpstreamWritable();
+  }
+}
+
+void UpstreamConnection::onWriteError(int err) {
+  if (state_ == State::Busy) fail(UpstreamFailure::Reset, "write failed: " + uvError(err));
+}
+
+void UpstreamConnection::readDisable(bool disable) {
+  read_disabled_ = disable;
+  if (state_ == State::Closing || state_ == State::Connecting) return;
+  auto* s = reinterpret_cast<uv_stream_t*>(&tcp_);
+  if (disable && reading_) {
+    uv_read_stop(s);
+    reading_ = false;
+  } else if (!disable && !reading_) {
+    uv_read_start(s, &UpstreamConnection::onAlloc, &UpstreamConnection::onRead);
+    reading_ = true;
+  }
+}
+
+void UpstreamConnection::abort() {
+  client_ = nullptr;
+  if (state_ == State::Connecting) {
+    // Keep connecting: the connection can serve the next request. Only detach.
+    return;
+  }
+  close();
+}
+
+void UpstreamConnection::onAlloc(uv_handle_t* handle, size_t, uv_buf_t* buf) {
+  *buf = static_cast<UpstreamConnection*>(handle->data)->worker_.readBuffer();
+}
+
+void UpstreamConnection::onRead(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
+  auto* self = static_cast<UpstreamConnection*>(stream->data);
+  if (nread == 0) return;
+  if (nread < 0) {
+    if (nread == UV_EOF) {
+      self->onEof();
+    } else if (self->state_ == State::Busy) {
+      self->fail(UpstreamFailure::Reset, "read failed: " + uvError(static_cast<int>(nread)));
+    } else {
+      self->close();
+    }
+    return;
+  }
+  self->onData(buf->base, static_cast<size_t>(nread));
+}
+
+void UpstreamConnection::onData(const char* data, size_t len) {
+  if (state_ != State::Busy) {
+    // An idle connection must stay silent; anything it sends (an error page, a close) makes it
+    // unusable.
+    close();
+    return;
+  }
+  if (response_complete_) {
+    // Bytes after the end of the response, before we finished with it: unsolicited.
+    fail(UpstreamFailure::ProtocolError, "upstream sent data after the response");
+    return;
+  }
+  llhttp_errno_t err = llhttp_execute(&parser_, data, len);
+  if (state_ != State::Busy) return;  // a callback closed us
+  if (err == HPE_PAUSED && response_complete_) {
+    const char* pos = llhttp_get_error_pos(&parser_);
+    bool trailing = pos != nullptr && pos < data + len;
+    llhttp_resume(&parser_);
+    finishResponse();
+    if (trailing) spdlog::debug("upstream {} sent bytes after a response; closing", pool_.key());
+    return;
+  }
+  if (err != HPE_OK) {
+    std::string reason = llhttp_get_error_reason(&parser_) ? llhttp_get_error_reason(&parser_) : "";
+    fail(UpstreamFailure::ProtocolError, "invalid HTTP response from upstream: " + reason);
+  }
+}
+
+void UpstreamConnection::onEof() {
+  if (state_ != State::Busy) {
+    close();
+    return;
+  }
+  if (response_started_) {
+    // A response without Content-Length or chunking ends at EOF.
+    llhttp_errno_t err = llhttp_finish(&parser_);
+    if (err == HPE_OK && response_complete_) {
+      finishResponse();
+      return;
+    }
+  }
+  fail(UpstreamFailure::Reset, "upstream closed the connection");
+}
+
+void UpstreamConnection::finishResponse() {
+  // A close-delimited response ended with EOF: should_keep_alive is false then.
+  bool reusable = request_complete_ && llhttp_should_keep_alive(&parser_);
+  UpstreamClient* client = client_;
+  client_ = nullptr;
+  ++requests_served_;
+  pool_.release(this, reusable);
+  if (client != nullptr) client->onResponseComplete();
+}
+
+void UpstreamConnection::fail(UpstreamFailure reason, const std::string& detail) {
+  UpstreamClient* client = client_;
+  bool started = response_started_;
+  client_ = nullptr;
+  close();
+  if (client != nullptr) client->onUpstreamReset(reason, detail, started);
+}
+
+void UpstreamConnection::close() {
+  if (state_ == State::Closing && open_handles_ == 0) return;
+  bool was_closing = (state_ == State::Closing);
+  state_ = State::Closing;
+  client_ = nullptr;
+  if (was_closing && uv_is_closing(reinterpret_cast<uv_handle_t*>(&tcp_))) return;
+  if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&tcp_))) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), &UpstreamConnection::onClose);
+  }
+  if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&timer_))) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&timer_), &UpstreamConnection::onClose);
+  }
+}
+
+void UpstreamConnection::onClose(uv_handle_t* handle) {
+  auto* self = static_cast<UpstreamConnection*>(handle->data);
+  if (--self->open_handles_ > 0) return;
+  self->pool_.onConnectionClosed(self);  // deletes self
+}
+
+int UpstreamConnection::onMessageBegin(llhttp_t* p) {
+  auto* self = fromParser(p);
+  self->resetParserState();
+  return 0;
+}
+
+int UpstreamConnection::onHeaderField(llhttp_t* p, const char* at, size_t len) {
+  auto* self = fromParser(p);
+  if (self->in_value_) {
+    http::toLowerInPlace(self->field_);
+    self->headers_.add(std::move(self->field_), std::move(self->value_));
+    self->field_.clear();
+    self->value_.clear();
+    self->in_value_ = false;
+  }
+  self->field_.append(at, len);
+  return self->field_.size() > kMaxResponseHeaderBytes ? -1 : 0;
+}
+
+int UpstreamConnection::onHeaderValue(llhttp_t* p, const char* at, size_t len) {
+  auto* self = fromParser(p);
+  self->in_value_ = true;
+  self->value_.append(at, len);
+  return self->value_.size() > kMaxResponseHeaderBytes ? -1 : 0;
+}
+
+int UpstreamConnection::onHeadersComplete(llhttp_t* p) {
+  auto* self = fromParser(p);
+  if (self->in_value_ || !self->field_.empty()) {
+    http::toLowerInPlace(self->field_);
+    self->headers_.add(std::move(self->field_), std::move(self->value_));
+    self->field_.clear();
+    self->value_.clear();
+    self->in_value_ = false;
+  }
+  int status = p->status_code;
+  if (status >= 100 && status < 200 && status != 101) {
+    // Interim response (100 Continue, 103 Early Hints): the proxy answers 100-continue itself,
+    // so these are consumed here and the final response is awaited.
+    self->interim_ = true;
+    return 1;
+  }
+  if (status == 101) return -1;  // upgrades are not supported; Upgrade is stripped on the way up
+  self->response_started_ = true;
+  bool chunked = (p->flags & F_CHUNKED) != 0;
+  bool has_cl = (p->flags & F_CONTENT_LENGTH) != 0;
+  uint64_t cl = p->content_length;
+  if (self->client_ != nullptr) {
+    self->client_->onResponseHeaders(status, std::move(self->headers_), chunked, has_cl, cl);
+  }
+  if (self->state_ != State::Busy) return HPE_PAUSED;
+  return self->expect_no_body_ ? 1 : 0;
+}
+
+int UpstreamConnection::onBody(llhttp_t* p, const char* at, size_t len) {
+  auto* self = fromParser(p);
+  if (self->client_ != nullptr) self->client_->onResponseBody(at, len);
+  return self->state_ == State::Busy ? 0 : HPE_PAUSED;
+}
+
+int UpstreamConnection::onMessageComplete(llhttp_t* p) {
+  auto* self = fromParser(p);
+  if (self->interim_) {
+    self->interim_ = false;
+    return 0;
+  }
+  self->response_complete_ = true;
+  return HPE_PAUSED;
+}
+
+// ---------------------------------------------------------------------------------------------
+// ConnectionPool
+
+ConnectionPool::ConnectionPool(Worker& worker, const EndpointInfo& endpoint)
+    : worker_(worker), endpoint_(endpoint) {}
+
+ConnectionPool::~ConnectionPool() {
+  // Only destroyed empty (drained) or at worker shutdown after the loop closed every handle.
+}
+
+std::shared_ptr<PendingRequest> ConnectionPool::newStream(UpstreamClient& client,
+                                                          const ClusterInfo& cluster,
+                                                          bool force_new_connection) {
+  stats_ = cluster.stats;
+  connect_timeout_ = cluster.config->connect_timeout;
+  max_connections_ = std::max<uint32_t>(1, cluster.config->limits.max_connections);
+  max_pending_ = cluster.config->limits.max_pending_requests;
+
+  if (!force_new_connection && !idle_.empty()) {
+    UpstreamConnection* conn = idle_.back();
+    idle_.pop_back();
+    conn->attach(&client);
+    client.onPoolReady(*conn);
+    return nullptr;
+  }
+  size_t live_pending = pending_.size();
+  if (live_pending >= max_pending_) {
+    client.onPoolFailure(UpstreamFailure::PoolOverflow,
+                         "too many requests waiting for a connection to " + endpoint_.key);
+    return nullptr;
+  }
+  auto pending = std::make_shared<PendingRequest>(&client);
+  pending_.push_back(pending);
+  if (connecting_ < pending_.size() && connections_.size() < max_connections_) {
+    createConnection();
+  }
+  return pending;
+}
+
+UpstreamConnection* ConnectionPool::createConnection() {
+  auto* conn = new UpstreamConnection(*this, worker_);
+  connections_.push_back(conn);
+  conn->self_ = std::prev(connections_.end());
+  ++connecting_;
+  if (stats_ != nullptr) {
+    stats_->upstream_connections.inc();
+    stats_->upstream_connections_active.add(1);
+  }
+  conn->connect(endpoint_, connect_timeout_);
+  return conn;
+}
+
+void ConnectionPool::onConnected(UpstreamConnection* conn) {
+  --connecting_;
+  idle_.push_back(conn);
+  servePending();
+}
+
+void ConnectionPool::onConnectFailed(UpstreamConnection* conn, UpstreamFailure reason,
+                                     const std::string& detail) {
+  --connecting_;
+  if (stats_ != nullptr) stats_->upstream_connect_failures.inc();
+  // Fail the oldest waiting request: the connection was opened on its behalf.
+  while (!pending_.empty()) {
+    auto p = pending_.front();
+    pending_.pop_front();
+    if (p->cancelled) continue;
+    p->client->onPoolFailure(reason, detail);
+    break;
+  }
+}
+
+void ConnectionPool::servePending() {
+  while (!pending_.empty() && !idle_.empty()) {
+    auto p = pending_.front();
+    pending_.pop_front();
+    if (p->cancelled) continue;
+    UpstreamConnection* conn = idle_.back();
+    idle_.pop_back();
+    conn->attach(p->client);
+    p->client->onPoolReady(*conn);
+  }
+  // Drop cancelled requests at the head so they do not count against max_pending.
+  while (!pending_.empty() && pending_.front()->cancelled) pending_.pop_front();
+}
+
+void ConnectionPool::release(UpstreamConnection* conn, bool reusable) {
+  bool keep = reusable && !draining_ && idle_.size() < max_idle_;
+  if (keep) {
+    conn->state_ = UpstreamConnection::State::Idle;
+    // An idle connection always reads, so that an upstream close is noticed at once.
+    conn->readDisable(false);
+    idle_.push_back(conn);
+    servePending();
+    return;
+  }
+  conn->close();
+  // The closed connection frees a slot (it leaves connections_ only in its close callback).
+  if (!pending_.empty() && connecting_ < pending_.size() &&
+      connections_.size() - 1 < max_connections_ && !draining_) {
+    createConnection();
+  }
+}
+
+void ConnectionPool::onConnectionClosed(UpstreamConnection* conn) {
+  for (auto it = idle_.begin(); it != idle_.end(); ++it) {
+    if (*it == conn) {
+      idle_.erase(it);
+      break;
+    }
+  }
+  connections_.erase(conn->self_);
+  if (stats_ != nullptr) stats_->upstream_connections_active.sub(1);
+  delete conn;
+  if (draining_ && connections_.empty()) worker_.onPoolEmpty(this);
+}
+
+void ConnectionPool::drain() {
+  draining_ = true;
+  std::deque<UpstreamConnection*> idle;
+  idle.swap(idle_);
+  for (auto* c : idle) c->close();
+  for (auto& p : pending_) {
+    if (!p->cancelled) {
+      p->cancelled = true;
+      p->client->onPoolFailure(UpstreamFailure::ConnectFailure, "endpoint removed from config");
+    }
+  }
+  pending_.clear();
+  if (connections_.empty()) worker_.onPoolEmpty(this);
+}
+
+}  // namespace remora

@@ -1,0 +1,189 @@
+#pragma once
+
+// Upstream HTTP/1.1 connections and the per-worker, per-endpoint pool that keeps them alive.
+//
+// A connection serves one request at a time. The pool hands out an idle connection when it has one
+// (checking nothing more: an idle connection the upstream closed was already noticed by its read
+// callback and dropped), opens a new one while under the cluster's max_connections, and otherwise
+// queues the request up to max_pending_requests.
+
+#include <llhttp.h>
+#include <uv.h>
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <list>
+#include <memory>
+#include <string>
+
+#include "http/headers.h"
+#include "snapshot.h"
+#include "uv_util.h"
+
+namespace remora {
+
+class ConnectionPool;
+class UpstreamConnection;
+class Worker;
+
+enum class UpstreamFailure {
+  ConnectFailure,   // refused, unreachable, or connect timeout
+  ConnectTimeout,
+  PoolOverflow,     // max_pending_requests reached
+  Reset,            // closed or reset before the response ended
+  ProtocolError,    // the upstream sent something that is not HTTP/1.1
+};
+
+// The user of a connection (a request's upstream attempt). Callbacks never delete the connection.
+class UpstreamClient {
+ public:
+  virtual ~UpstreamClient() = default;
+  virtual void onPoolReady(UpstreamConnection& conn) = 0;
+  virtual void onPoolFailure(UpstreamFailure reason, const std::string& detail) = 0;
+  // `status` >= 200 (interim 1xx responses are consumed by the connection).
+  virtual void onResponseHeaders(int status, http::HeaderMap&& headers, bool chunked,
+                                 bool has_content_length, uint64_t content_length) = 0;
+  virtual void onResponseBody(const char* data, size_t len) = 0;
+  // The response ended; the connection has already gone back to the pool or been closed.
+  virtual void onResponseComplete() = 0;
+  // The connection failed mid-request; `response_started` says whether headers had arrived.
+  // The connection is closed and no longer usable.
+  virtual void onUpstreamReset(UpstreamFailure reason, const std::string& detail,
+                               bool response_started) = 0;
+  // The connection's write queue drained below the low watermark.
+  virtual void onUpstreamWritable() = 0;
+};
+
+class UpstreamConnection : public WriteCallbacks {
+ public:
+  UpstreamConnection(ConnectionPool& pool, Worker& worker);
+  ~UpstreamConnection() override;
+
+  // Sends request bytes. Returns false if the connection failed (onUpstreamReset follows later or
+  // has been delivered already).
+  bool write(const uv_buf_t* bufs, unsigned nbufs);
+  bool write(std::string_view data) {
+    uv_buf_t b = uv_buf_init(const_cast<char*>(data.data()), static_cast<unsigned>(data.size()));
+    return write(&b, 1);
+  }
+  // The request was fully written: once the response ends the connection may be reused.
+  void requestComplete() { request_complete_ = true; }
+  // For HEAD requests: the response has no body whatever its headers say.
+  void expectNoBody() { expect_no_body_ = true; }
+  size_t pendingWriteBytes() const { return writer_.pendingBytes(); }
+  // Flow control: stop/resume reading the response (the downstream is not draining).
+  void readDisable(bool disable);
+  // The client gives up on this connection (timeout, downstream gone): close it, never reuse.
+  void abort();
+  // Served at least one request before the current one: a failure before any response byte may be
+  // the upstream closing an idle connection just as we wrote to it.
+  bool reused() const { return requests_served_ > 0; }
+  const std::string& endpointKey() const;
+
+  // WriteCallbacks
+  void onWriteProgress() override;
+  void onWriteError(int err) override;
+
+ private:
+  friend class ConnectionPool;
+  enum class State { Connecting, Idle, Busy, Closing };
+
+  void connect(const EndpointInfo& endpoint, std::chrono::milliseconds timeout);
+  void attach(UpstreamClient* client);
+  void close();
+  void fail(UpstreamFailure reason, const std::string& detail);
+  void onData(const char* data, size_t len);
+  void onEof();
+  void finishResponse();
+  void resetParserState();
+
+  static void onConnect(uv_connect_t* req, int status);
+  static void onConnectTimeout(uv_timer_t* timer);
+  static void onAlloc(uv_handle_t* handle, size_t suggested, uv_buf_t* buf);
+  static void onRead(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
+  static void onClose(uv_handle_t* handle);
+
+  static int onMessageBegin(llhttp_t* p);
+  static int onHeaderField(llhttp_t* p, const char* at, size_t len);
+  static int onHeaderValue(llhttp_t* p, const char* at, size_t len);
+  static int onHeadersComplete(llhttp_t* p);
+  static int onBody(llhttp_t* p, const char* at, size_t len);
+  static int onMessageComplete(llhttp_t* p);
+
+  ConnectionPool& pool_;
+  Worker& worker_;
+  uv_tcp_t tcp_;
+  uv_timer_t timer_;
+  uv_connect_t connect_req_;
+  int open_handles_ = 0;
+  State state_ = State::Connecting;
+  UpstreamClient* client_ = nullptr;
+  StreamWriter writer_;
+  llhttp_t parser_;
+  llhttp_settings_t settings_;
+  http::HeaderMap headers_;
+  std::string field_;
+  std::string value_;
+  bool in_value_ = false;
+  bool interim_ = false;
+  bool response_started_ = false;
+  bool response_complete_ = false;
+  bool request_complete_ = false;
+  bool expect_no_body_ = false;
+  bool read_disabled_ = false;
+  bool reading_ = false;
+  uint64_t requests_served_ = 0;
+  std::list<UpstreamConnection*>::iterator self_;
+};
+
+// Handle for a request waiting in the pool's queue; cancel() when the request goes away.
+class PendingRequest {
+ public:
+  explicit PendingRequest(UpstreamClient* c) : client(c) {}
+  UpstreamClient* client;
+  bool cancelled = false;
+};
+
+class ConnectionPool {
+ public:
+  ConnectionPool(Worker& worker, const EndpointInfo& endpoint);
+  ~ConnectionPool();
+
+  // Either calls client.onPoolReady / onPoolFailure before returning (and returns nullptr), or
+  // queues the request and returns a handle to cancel it with.
+  std::shared_ptr<PendingRequest> newStream(UpstreamClient& client, const ClusterInfo& cluster,
+                                            bool force_new_connection);
+  // The response ended. `reusable`: both sides kept the connection alive.
+  void release(UpstreamConnection* conn, bool reusable);
+  // Closes idle connections; busy ones close when released. The worker deletes the pool when it
+  // is empty.
+  void drain();
+  bool empty() const { return connections_.empty(); }
+  const std::string& key() const { return endpoint_.key; }
+  const EndpointInfo& endpoint() const { return endpoint_; }
+  ClusterStats* stats() const { return stats_; }
+
+ private:
+  friend class UpstreamConnection;
+  void onConnectionClosed(UpstreamConnection* conn);
+  void onConnected(UpstreamConnection* conn);
+  void onConnectFailed(UpstreamConnection* conn, UpstreamFailure reason, const std::string& detail);
+  void servePending();
+  UpstreamConnection* createConnection();
+
+  Worker& worker_;
+  EndpointInfo endpoint_;
+  ClusterStats* stats_ = nullptr;  // the cluster that last used the pool (for connection stats)
+  std::chrono::milliseconds connect_timeout_{1000};
+  uint32_t max_connections_ = 1024;
+  uint32_t max_pending_ = 1024;
+  uint32_t max_idle_ = 128;
+  std::list<UpstreamConnection*> connections_;  // every open connection, owned
+  std::deque<UpstreamConnection*> idle_;        // most recently used at the back
+  std::deque<std::shared_ptr<PendingRequest>> pending_;
+  uint32_t connecting_ = 0;
+  bool draining_ = false;
+};
+
+}  // namespace remora

@@ -1,0 +1,56 @@
+#include "uv_util.h"
+
+namespace remora {
+
+int StreamWriter::write(const uv_buf_t* bufs, unsigned int nbufs) {
+  size_t total = 0;
+  for (unsigned i = 0; i < nbufs; ++i) total += bufs[i].len;
+  if (total == 0) return 0;
+
+  size_t written = 0;
+  if (pending_bytes_ == 0) {
+    // Ordering: only try a direct write when nothing is queued ahead of it.
+    int n = uv_try_write(stream_, bufs, nbufs);
+    if (n < 0 && n != UV_EAGAIN) return n;
+    if (n > 0) written = static_cast<size_t>(n);
+    if (written == total) return 0;
+  }
+
+  auto* w = new WriteReq();
+  w->writer = this;
+  w->len = total - written;
+  w->data.reserve(w->len);
+  size_t skip = written;
+  for (unsigned i = 0; i < nbufs; ++i) {
+    if (skip >= bufs[i].len) {
+      skip -= bufs[i].len;
+      continue;
+    }
+    w->data.append(bufs[i].base + skip, bufs[i].len - skip);
+    skip = 0;
+  }
+  w->req.data = w;
+  uv_buf_t b = uv_buf_init(w->data.data(), static_cast<unsigned>(w->data.size()));
+  int rc = uv_write(&w->req, stream_, &b, 1, &StreamWriter::onWrite);
+  if (rc != 0) {
+    delete w;
+    return rc;
+  }
+  pending_bytes_ += w->len;
+  return 0;
+}
+
+void StreamWriter::onWrite(uv_write_t* req, int status) {
+  auto* w = static_cast<WriteReq*>(req->data);
+  StreamWriter* self = w->writer;
+  self->pending_bytes_ -= w->len;
+  delete w;
+  if (status == UV_ECANCELED) return;  // the stream is closing; nobody is waiting
+  if (status < 0) {
+    self->callbacks_.onWriteError(status);
+  } else {
+    self->callbacks_.onWriteProgress();
+  }
+}
+
+}  // namespace remora

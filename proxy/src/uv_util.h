@@ -1,0 +1,59 @@
+#pragma once
+
+// Small helpers around libuv: a writer that tries a synchronous write first and queues the rest
+// with owned storage, and the close bookkeeping every handle-owning object needs.
+
+#include <uv.h>
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+namespace remora {
+
+// Receives write completions for a StreamWriter.
+class WriteCallbacks {
+ public:
+  virtual ~WriteCallbacks() = default;
+  // All queued bytes were written (pendingBytes() may be 0 now).
+  virtual void onWriteProgress() = 0;
+  // A queued write failed; the connection is unusable.
+  virtual void onWriteError(int uv_error) = 0;
+};
+
+// Writes to a uv stream. uv_try_write first (no allocation, no extra syscall round trip for the
+// common small response), then whatever the kernel did not take is copied into a request that owns
+// its bytes until libuv calls back. The owner must outlive the stream's close callback, which libuv
+// guarantees runs after every write callback (cancelled ones included).
+class StreamWriter {
+ public:
+  StreamWriter(uv_stream_t* stream, WriteCallbacks& callbacks)
+      : stream_(stream), callbacks_(callbacks) {}
+
+  // Returns 0, or a negative uv error (the connection should then be closed).
+  int write(const uv_buf_t* bufs, unsigned int nbufs);
+  int write(std::string_view data) {
+    uv_buf_t b = uv_buf_init(const_cast<char*>(data.data()), static_cast<unsigned>(data.size()));
+    return write(&b, 1);
+  }
+  size_t pendingBytes() const { return pending_bytes_; }
+
+ private:
+  struct WriteReq {
+    uv_write_t req;
+    StreamWriter* writer;
+    size_t len;
+    std::string data;
+  };
+  static void onWrite(uv_write_t* req, int status);
+
+  uv_stream_t* stream_;
+  WriteCallbacks& callbacks_;
+  size_t pending_bytes_ = 0;
+};
+
+inline std::string uvError(int err) {
+  return std::string(uv_err_name(err)) + " (" + uv_strerror(err) + ")";
+}
+
+}  // namespace remora

@@ -1,0 +1,241 @@
+#include "worker.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <unordered_set>
+
+#include "downstream.h"
+#include "upstream.h"
+
+namespace remora {
+
+namespace {
+constexpr size_t kReadBufferSize = 64 * 1024;
+}
+
+Worker::Worker(size_t id, std::shared_ptr<AccessLogger> access_log)
+    : id_(id), rng_(std::random_device{}()), read_buffer_(kReadBufferSize),
+      access_log_(std::move(access_log)) {
+  uv_loop_init(&loop_);
+  uv_async_init(&loop_, &async_, &Worker::onAsync);
+  async_.data = this;
+  uv_check_init(&loop_, &check_);
+  check_.data = this;
+  uv_check_start(&check_, &Worker::onCheck);
+  uv_unref(reinterpret_cast<uv_handle_t*>(&check_));
+  uv_idle_init(&loop_, &idle_);
+  idle_.data = this;
+}
+
+Worker::~Worker() {
+  uv_loop_close(&loop_);
+}
+
+void Worker::start() {
+  thread_ = std::thread([this] {
+    char name[16];
+    std::snprintf(name, sizeof(name), "remora-wrk-%zu", id_);
+    pthread_setname_np(pthread_self(), name);
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    // Everything is closed; let the last close callbacks run.
+    uv_run(&loop_, UV_RUN_DEFAULT);
+  });
+}
+
+void Worker::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void Worker::post(std::function<void()> fn) {
+  {
+    std::lock_guard lock(queue_mutex_);
+    queue_.push_back(std::move(fn));
+  }
+  uv_async_send(&async_);
+}
+
+void Worker::onAsync(uv_async_t* handle) {
+  auto* self = static_cast<Worker*>(handle->data);
+  std::vector<std::function<void()>> work;
+  {
+    std::lock_guard lock(self->queue_mutex_);
+    work.swap(self->queue_);
+  }
+  for (auto& fn : work) fn();
+}
+
+void Worker::defer(std::function<void()> fn) {
+  deferred_.push_back(std::move(fn));
+  // An active idle handle keeps the loop from blocking in poll while work is waiting.
+  uv_idle_start(&idle_, [](uv_idle_t*) {});
+}
+
+void Worker::deferredDelete(DeletablePtr object) {
+  if (!object) return;
+  to_delete_.push_back(std::move(object));
+  uv_idle_start(&idle_, [](uv_idle_t*) {});
+}
+
+void Worker::onCheck(uv_check_t* handle) { static_cast<Worker*>(handle->data)->runDeferred(); }
+
+void Worker::runDeferred() {
+  // Deferred work may defer more work; run until quiet.
+  while (!deferred_.empty() || !to_delete_.empty()) {
+    std::vector<std::function<void()>> work;
+    work.swap(deferred_);
+    for (auto& fn : work) fn();
+    std::vector<DeletablePtr> dead;
+    dead.swap(to_delete_);
+    dead.clear();
+  }
+  uv_idle_stop(&idle_);
+}
+
+void Worker::applySnapshot(SnapshotConstSharedPtr snapshot, std::vector<ListenerSocket> sockets) {
+  snapshot_ = std::move(snapshot);
+  round_robin_.assign(snapshot_->clusters().size(), 0);
+  // Spread round-robin start points over workers so they do not hit endpoints in lock step.
+  for (size_t i = 0; i < round_robin_.size(); ++i) round_robin_[i] = id_;
+
+  // Listeners: keep those whose address is still configured (renamed or not), close the rest,
+  // adopt the new sockets.
+  std::unordered_map<std::string, std::string> names;  // address -> listener name
+  for (const auto& l : snapshot_->listeners()) names[l.config->address.str()] = l.name();
+  for (auto it = listeners_.begin(); it != listeners_.end();) {
+    auto n = names.find(it->first);
+    if (n == names.end() || draining_) {
+      it->second->close();
+      it = listeners_.erase(it);
+    } else {
+      it->second->setName(n->second);
+      ++it;
+    }
+  }
+  for (auto& s : sockets) {
+    if (draining_) {
+      ::close(s.fd);
+      continue;
+    }
+    std::string address = s.address;
+    auto* handle = new ListenerHandle(*this, std::move(s));
+    int rc = handle->start();
+    if (rc != 0) {
+      spdlog::error("worker {}: cannot listen on {}: {}", id_, address, uvError(rc));
+      handle->close();
+      continue;
+    }
+    listeners_[address] = handle;
+  }
+
+  // Pools: drain those whose endpoint is no longer in any cluster.
+  std::unordered_set<std::string> live;
+  for (const auto& c : snapshot_->clusters()) {
+    for (const auto& e : c->endpoints) live.insert(e.key);
+  }
+  for (auto& [key, pool] : pools_) {
+    if (!live.contains(key)) pool->drain();
+  }
+}
+
+ConnectionPool& Worker::pool(const EndpointInfo& endpoint) {
+  auto& slot = pools_[endpoint.key];
+  if (!slot) slot = std::make_unique<ConnectionPool>(*this, endpoint);
+  return *slot;
+}
+
+void Worker::onPoolEmpty(ConnectionPool* pool) {
+  // Called from inside the pool: erase after the current event.
+  std::string key = pool->key();
+  defer([this, key, pool] {
+    auto it = pools_.find(key);
+    if (it != pools_.end() && it->second.get() == pool && pool->empty()) pools_.erase(it);
+  });
+}
+
+uint64_t Worker::nextRoundRobin(const ClusterInfo& cluster) {
+  return round_robin_[cluster.index]++;
+}
+
+std::string Worker::newRequestId() {
+  // UUID version 4 from the worker's PRNG: unique enough for tracing, no syscall, no lock.
+  uint64_t a = rng_();
+  uint64_t b = rng_();
+  a = (a & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;
+  b = (b & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;
+  char buf[37];
+  std::snprintf(buf, sizeof(buf), "%08x-%04x-%04x-%04x-%012llx",
+                static_cast<unsigned>(a >> 32), static_cast<unsigned>((a >> 16) & 0xffff),
+                static_cast<unsigned>(a & 0xffff), static_cast<unsigned>(b >> 48),
+                static_cast<unsigned long long>(b & 0xffffffffffffULL));
+  return buf;
+}
+
+void Worker::addConnection(DownstreamConnection* c) {
+  connections_.push_back(c);
+  active_connections_.store(connections_.size());
+}
+
+void Worker::removeConnection(DownstreamConnection* c) {
+  auto it = std::find(connections_.begin(), connections_.end(), c);
+  if (it != connections_.end()) {
+    *it = connections_.back();
+    connections_.pop_back();
+  }
+  active_connections_.store(connections_.size());
+}
+
+void Worker::drain() {
+  draining_ = true;
+  for (auto& [address, handle] : listeners_) handle->close();
+  listeners_.clear();
+  // Copy: drain() may close (and later remove) connections.
+  std::vector<DownstreamConnection*> conns = connections_;
+  for (auto* c : conns) c->drain();
+}
+
+void Worker::stop() {
+  stopping_ = true;
+  for (auto& [address, handle] : listeners_) handle->close();
+  listeners_.clear();
+  std::vector<DownstreamConnection*> conns = connections_;
+  for (auto* c : conns) c->close();
+  for (auto& [key, pool] : pools_) pool->drain();
+  runDeferred();
+  uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&check_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&idle_), nullptr);
+  // Pools are freed once their connections' close callbacks ran: after the loop ends.
+  uv_stop(&loop_);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+ListenerHandle::ListenerHandle(Worker& worker, ListenerSocket socket)
+    : worker_(worker), name_(std::move(socket.name)), address_(std::move(socket.address)) {
+  uv_tcp_init(worker_.loop(), &tcp_);
+  tcp_.data = this;
+  uv_tcp_open(&tcp_, socket.fd);
+}
+
+int ListenerHandle::start() {
+  return uv_listen(reinterpret_cast<uv_stream_t*>(&tcp_), 4096, &ListenerHandle::onConnection);
+}
+
+void ListenerHandle::close() {
+  uv_close(reinterpret_cast<uv_handle_t*>(&tcp_),
+           [](uv_handle_t* h) { delete static_cast<ListenerHandle*>(h->data); });
+}
+
+void ListenerHandle::onConnection(uv_stream_t* server, int status) {
+  auto* self = static_cast<ListenerHandle*>(server->data);
+  if (status < 0) {
+    spdlog::warn("listener {} accept error: {}", self->name_, uvError(status));
+    return;
+  }
+  auto* conn = new DownstreamConnection(self->worker_, self->name_);
+  conn->accept(server);
+}
+
+}  // namespace remora

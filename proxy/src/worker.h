@@ -1,0 +1,135 @@
+#pragma once
+
+// A worker: one thread, one libuv loop, its own listener sockets (SO_REUSEPORT: the kernel spreads
+// connections over the workers), its own upstream connection pools and load-balancer state.
+// Nothing here is shared with other workers except the immutable Snapshot and the atomic stats, so
+// the data plane takes no locks.
+
+#include <uv.h>
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "snapshot.h"
+
+namespace remora {
+
+class AccessLogger;
+class ConnectionPool;
+class DownstreamConnection;
+class ListenerHandle;
+
+// Objects that may be destroyed while their own callbacks are on the stack are handed to
+// Worker::deferredDelete and freed after the current event, as Envoy's dispatcher does.
+class Deletable {
+ public:
+  virtual ~Deletable() = default;
+};
+using DeletablePtr = std::unique_ptr<Deletable>;
+
+// A listening socket the server created (bound, listening) for one worker.
+struct ListenerSocket {
+  std::string name;     // listener name in the snapshot
+  std::string address;  // "host:port": identity across reloads
+  int fd = -1;
+};
+
+class Worker {
+ public:
+  Worker(size_t id, std::shared_ptr<AccessLogger> access_log);
+  ~Worker();
+
+  void start();
+  void join();
+
+  // Thread-safe: runs `fn` on the worker's loop thread soon.
+  void post(std::function<void()> fn);
+
+  // The following run on the worker thread (through post()).
+  // Switches to `snapshot`. `sockets` are the listening sockets of listeners whose address is new
+  // in it (the worker takes ownership); listeners whose address is gone are closed, the others are
+  // kept (no accepted connection is dropped by a reload).
+  void applySnapshot(SnapshotConstSharedPtr snapshot, std::vector<ListenerSocket> sockets);
+  // Stops accepting; idle connections close, busy ones after their current response.
+  void drain();
+  // Closes everything and ends the loop.
+  void stop();
+
+  // Loop-thread accessors.
+  size_t id() const { return id_; }
+  uv_loop_t* loop() { return &loop_; }
+  const SnapshotConstSharedPtr& snapshot() const { return snapshot_; }
+  bool draining() const { return draining_; }
+  ConnectionPool& pool(const EndpointInfo& endpoint);
+  uint64_t nextRoundRobin(const ClusterInfo& cluster);
+  uint64_t random() { return rng_(); }
+  std::string newRequestId();
+  AccessLogger* accessLog() { return access_log_.get(); }
+  // A buffer for uv reads; data is consumed before the read callback returns.
+  uv_buf_t readBuffer() { return uv_buf_init(read_buffer_.data(), read_buffer_.size()); }
+
+  void deferredDelete(DeletablePtr object);
+  // Runs `fn` after the current event, before any handle closed during it is freed.
+  void defer(std::function<void()> fn);
+
+  void addConnection(DownstreamConnection* c);
+  void removeConnection(DownstreamConnection* c);
+  void onPoolEmpty(ConnectionPool* pool);
+  // Downstream connections open on this worker; read by the main thread while draining.
+  size_t activeConnections() const { return active_connections_.load(); }
+
+ private:
+  static void onAsync(uv_async_t* handle);
+  static void onCheck(uv_check_t* handle);
+  void runDeferred();
+
+  size_t id_;
+  uv_loop_t loop_;
+  uv_async_t async_;
+  uv_check_t check_;
+  uv_idle_t idle_;
+  std::thread thread_;
+
+  std::mutex queue_mutex_;
+  std::vector<std::function<void()>> queue_;
+
+  SnapshotConstSharedPtr snapshot_;
+  std::vector<uint64_t> round_robin_;  // per ClusterInfo::index
+  std::unordered_map<std::string, std::unique_ptr<ConnectionPool>> pools_;
+  std::unordered_map<std::string, ListenerHandle*> listeners_;  // by address
+  std::vector<DownstreamConnection*> connections_;
+  std::atomic<size_t> active_connections_{0};
+  std::vector<DeletablePtr> to_delete_;
+  std::vector<std::function<void()>> deferred_;
+  bool draining_ = false;
+  bool stopping_ = false;
+  std::mt19937_64 rng_;
+  std::vector<char> read_buffer_;
+  std::shared_ptr<AccessLogger> access_log_;
+};
+
+// One listening socket owned by one worker.
+class ListenerHandle {
+ public:
+  ListenerHandle(Worker& worker, ListenerSocket socket);
+  void close();
+  const std::string& name() const { return name_; }
+  void setName(std::string name) { name_ = std::move(name); }
+  int start();
+
+ private:
+  static void onConnection(uv_stream_t* server, int status);
+  Worker& worker_;
+  uv_tcp_t tcp_;
+  std::string name_;
+  std::string address_;
+};
+
+}  // namespace remora
