@@ -29,11 +29,18 @@ void header(std::string& out, const char* name, const char* type, const char* he
 }
 
 void sample(std::string& out, const char* name, const std::string& labels, double value) {
+  // Durations are kept in microseconds: six decimals are exact.
   char buf[64];
-  std::snprintf(buf, sizeof(buf), "%.17g", value);
+  std::snprintf(buf, sizeof(buf), "%.6f", value);
   out.append(name);
   if (!labels.empty()) out.append("{").append(labels).append("}");
   out.append(" ").append(buf).append("\n");
+}
+
+void sample(std::string& out, const char* name, const std::string& labels, int64_t value) {
+  out.append(name);
+  if (!labels.empty()) out.append("{").append(labels).append("}");
+  out.append(" ").append(std::to_string(value)).append("\n");
 }
 
 void sample(std::string& out, const char* name, const std::string& labels, uint64_t value) {
@@ -120,7 +127,7 @@ std::string StatsStore::renderPrometheus() const {
   header(out, "remora_downstream_connections_active", "gauge", "Open downstream connections.");
   for (const auto& [name, s] : listeners_) {
     sample(out, "remora_downstream_connections_active", label("listener", name),
-           static_cast<double>(s->downstream_connections_active.value()));
+           s->downstream_connections_active.value());
   }
 
   header(out, "remora_upstream_requests_total", "counter",
@@ -161,12 +168,12 @@ std::string StatsStore::renderPrometheus() const {
   header(out, "remora_upstream_connections_active", "gauge", "Open upstream connections.");
   for (const auto& [name, s] : clusters_) {
     sample(out, "remora_upstream_connections_active", label("cluster", name),
-           static_cast<double>(s->upstream_connections_active.value()));
+           s->upstream_connections_active.value());
   }
   header(out, "remora_upstream_requests_active", "gauge", "Requests in flight to the cluster.");
   for (const auto& [name, s] : clusters_) {
     sample(out, "remora_upstream_requests_active", label("cluster", name),
-           static_cast<double>(s->upstream_requests_active.value()));
+           s->upstream_requests_active.value());
   }
 
   header(out, "remora_request_duration_seconds", "histogram",
@@ -205,7 +212,7 @@ std::string StatsStore::renderPrometheus() const {
   }
 
   header(out, "remora_config_version", "gauge", "Version of the active configuration.");
-  sample(out, "remora_config_version", "", static_cast<double>(config_version_.value()));
+  sample(out, "remora_config_version", "", config_version_.value());
   header(out, "remora_config_updates_total", "counter",
          "Configuration updates by source and result (ack = applied, nack = rejected).");
   for (const auto& [key, c] : config_updates_) {
