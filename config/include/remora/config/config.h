@@ -35,6 +35,7 @@ struct Address {
   std::string host;
   uint16_t port = 0;
   std::string str() const;  // back to "host:port" ("[v6]:port" for IPv6)
+  friend bool operator==(const Address&, const Address&) = default;
 };
 
 struct Endpoint {
@@ -45,6 +46,8 @@ struct Endpoint {
 
 enum class LbPolicy { RoundRobin, WeightedRoundRobin, Random, LeastRequest };
 std::string_view toString(LbPolicy p);
+// Inverse of toString(LbPolicy); nullopt for anything else.
+std::optional<LbPolicy> parseLbPolicy(std::string_view s);
 
 // Envoy-style thresholds per cluster (per proxy process, summed over workers).
 struct Limits {
@@ -119,6 +122,7 @@ struct RouteMatch {
 struct WeightedCluster {
   std::string name;
   uint32_t weight = 1;
+  SourceLoc loc;  // the cluster name node, for "unknown cluster" errors
 };
 
 // Bit flags for RetryPolicy::on.
@@ -158,6 +162,7 @@ struct Fallback {
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased
   std::string cluster;  // non-empty: answer from this cluster instead of a static response
+  SourceLoc cluster_loc;
 };
 
 struct Route {
@@ -186,6 +191,7 @@ struct Listener {
   std::optional<ListenerTls> tls;
   std::vector<Route> routes;
   SourceLoc loc;
+  SourceLoc address_loc;  // for "address already in use" errors
 };
 
 struct Admin {
@@ -239,8 +245,13 @@ LoadResult loadFile(const std::string& path);
 // Same, from a string; `file_name` is used in error locations.
 LoadResult loadString(std::string_view yaml, std::string_view file_name = "<string>");
 
-// "250ms", "2s", "1m", "1h", "1.5s"; returns nullopt for anything else (negative included).
+// Longest accepted duration (365 days); anything longer is a typo, not a timeout.
+inline constexpr int64_t kMaxDurationMs = int64_t{365} * 24 * 60 * 60 * 1000;
+// "250ms", "2s", "1m", "1h", "1.5s"; returns nullopt for anything else (negative included, and
+// values that are not a whole number of milliseconds, such as "1.5ms").
 std::optional<Duration> parseDuration(std::string_view s);
+// Inverse of parseDuration with the largest exact unit: 250ms, 2s, 90s, 1m, 1h, 0s.
+std::string formatDuration(Duration d);
 // "host:port", "[v6]:port"; returns nullopt for anything else.
 std::optional<Address> parseAddress(std::string_view s);
 
