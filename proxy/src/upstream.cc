@@ -209,7 +209,8 @@ void UpstreamConnection::onEof() {
   if (response_started_) {
     // A response without Content-Length or chunking ends at EOF.
     llhttp_errno_t err = llhttp_finish(&parser_);
-    if (err == HPE_OK && response_complete_) {
+    // on_message_complete pauses the parser, so a completed message reports HPE_PAUSED.
+    if ((err == HPE_OK || err == HPE_PAUSED) && response_complete_) {
       finishResponse();
       return;
     }
