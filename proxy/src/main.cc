@@ -38,8 +38,9 @@ int validate(const std::string& path) {
     return 1;
   }
   remora::StatsStore stats;
+  remora::RuntimeRegistry runtime(stats, remora::RealTimeSource::instance());
   std::string error;
-  if (!remora::Snapshot::build(result.config, 1, "file", stats, error)) {
+  if (!remora::Snapshot::build(result.config, 1, "file", stats, runtime, error)) {
     std::fprintf(stderr, "%s: %s\n", path.c_str(), error.c_str());
     return 1;
   }

@@ -90,7 +90,7 @@ bool Server::reload(bool initial) {
   }
   const config::Config& cfg = *result.config;
   std::string error;
-  SnapshotConstSharedPtr snap = Snapshot::build(result.config, version_ + 1, "file", stats_, error);
+  SnapshotConstSharedPtr snap = Snapshot::build(result.config, version_ + 1, "file", stats_, runtime_, error);
   if (!snap) {
     spdlog::error("{} rejected: {}; {}", options_.config_path, error,
                   initial ? "fix the file and start again" : "the running config stays active");
@@ -165,6 +165,7 @@ bool Server::reload(bool initial) {
       w->applySnapshot(snap, std::move(sockets));
     });
   }
+  updateHealthCheckers();
   stats_.configVersion().set(static_cast<int64_t>(version_));
   stats_.recordConfigUpdate("file", true);
   spdlog::info("config version {} active from {}: {} listener(s), {} cluster(s), {} worker(s)",
@@ -262,6 +263,7 @@ void Server::shutdown() {
   for (auto& w : workers_) w->join();
   workers_.clear();
   if (admin_) admin_->close();
+  health_checkers_.clear();
   if (handles_ready_) {
     for (auto* h : {reinterpret_cast<uv_handle_t*>(&sighup_),
                     reinterpret_cast<uv_handle_t*>(&sigterm_),
@@ -270,6 +272,60 @@ void Server::shutdown() {
       uv_close(h, nullptr);
     }
   }
+}
+
+void Server::updateHealthCheckers() {
+  std::map<std::string, std::unique_ptr<HealthChecker>> next;
+  for (const auto& c : current_->clusters()) {
+    if (!c->config->health_check) {
+      // No checks: endpoints count as healthy (a check removed by a reload must not leave an
+      // endpoint stuck out of rotation).
+      for (const auto& e : c->endpoints) e.runtime->healthy.store(true);
+      continue;
+    }
+    auto it = health_checkers_.find(c->name());
+    std::unique_ptr<HealthChecker> hc;
+    if (it != health_checkers_.end()) {
+      hc = std::move(it->second);
+      health_checkers_.erase(it);
+    } else {
+      hc = std::make_unique<HealthChecker>(&loop_, c->name(), nullptr);
+    }
+    // The callback resolves the endpoint in the snapshot that is current when it fires.
+    std::map<std::string, EndpointRuntimeSharedPtr> runtimes;
+    for (const auto& e : c->endpoints) runtimes[e.key] = e.runtime;
+    hc->setCallback([runtimes](const std::string& key, bool healthy) {
+      auto r = runtimes.find(key);
+      if (r != runtimes.end()) r->second->healthy.store(healthy);
+    });
+    hc->update(*c->config->health_check, c->endpoints);
+    next[c->name()] = std::move(hc);
+  }
+  health_checkers_ = std::move(next);  // checkers of removed clusters stop here
+}
+
+std::string Server::renderBreakerStats() const {
+  std::string out =
+      "# HELP remora_circuit_breaker_state Circuit breaker state per endpoint (0 closed, 1 open, "
+      "2 half-open).\n# TYPE remora_circuit_breaker_state gauge\n";
+  if (!current_) return out;
+  for (const auto& c : current_->clusters()) {
+    for (const auto& e : c->endpoints) {
+      int state = e.breaker ? static_cast<int>(e.breaker->state()) : 0;
+      out += "remora_circuit_breaker_state{cluster=\"" + c->name() + "\",endpoint=\"" + e.key +
+             "\"} " + std::to_string(state) + "\n";
+    }
+  }
+  out +=
+      "# HELP remora_endpoint_healthy 1 if the endpoint passes its health checks (or has none).\n"
+      "# TYPE remora_endpoint_healthy gauge\n";
+  for (const auto& c : current_->clusters()) {
+    for (const auto& e : c->endpoints) {
+      out += "remora_endpoint_healthy{cluster=\"" + c->name() + "\",endpoint=\"" + e.key +
+             "\"} " + (e.runtime->healthy.load() ? "1" : "0") + "\n";
+    }
+  }
+  return out;
 }
 
 http::SimpleResponse Server::handleAdmin(const http::SimpleRequest& req) {
@@ -283,7 +339,8 @@ http::SimpleResponse Server::handleAdmin(const http::SimpleRequest& req) {
     return SimpleResponse::text(200, "ready\n");
   }
   if (req.path == "/stats") {
-    SimpleResponse r = SimpleResponse::text(200, stats_.renderPrometheus());
+    SimpleResponse r =
+        SimpleResponse::text(200, stats_.renderPrometheus() + renderBreakerStats());
     r.content_type = "text/plain; version=0.0.4; charset=utf-8";
     return r;
   }
@@ -299,10 +356,13 @@ http::SimpleResponse Server::handleAdmin(const http::SimpleRequest& req) {
     for (const auto& c : current_->clusters()) {
       nlohmann::json eps = nlohmann::json::array();
       for (const auto& e : c->endpoints) {
+        static const char* kStates[] = {"closed", "open", "half-open"};
+        int state = e.breaker ? static_cast<int>(e.breaker->state()) : 0;
         eps.push_back({{"address", e.key},
                        {"weight", e.config.weight},
-                       {"health", "healthy"},
-                       {"circuit_breaker", "closed"}});
+                       {"health", e.runtime->healthy.load() ? "healthy" : "unhealthy"},
+                       {"circuit_breaker", kStates[state]},
+                       {"active_requests", e.runtime->active_requests.load()}});
       }
       clusters.push_back({{"name", c->name()},
                           {"lb_policy", std::string(config::toString(c->config->lb_policy))},

@@ -12,6 +12,8 @@
 #include <vector>
 
 #include "access_log.h"
+#include "health_checker.h"
+#include "runtime.h"
 #include "http/simple_server.h"
 #include "snapshot.h"
 #include "stats.h"
@@ -40,6 +42,8 @@ class Server {
   bool reload(bool initial);
   config::LoadResult loadConfig();
   http::SimpleResponse handleAdmin(const http::SimpleRequest& req);
+  void updateHealthCheckers();
+  std::string renderBreakerStats() const;
   void startDrain(const char* why);
   void checkDrained();
   void shutdown();
@@ -53,6 +57,8 @@ class Server {
   uv_signal_t sigint_;
   uv_timer_t drain_timer_;
   StatsStore stats_;
+  RuntimeRegistry runtime_{stats_, RealTimeSource::instance()};
+  std::map<std::string, std::unique_ptr<HealthChecker>> health_checkers_;  // by cluster
   std::vector<std::unique_ptr<Worker>> workers_;
   std::unique_ptr<http::SimpleHttpServer> admin_;
   std::shared_ptr<AccessLogger> access_log_;

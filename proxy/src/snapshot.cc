@@ -53,17 +53,18 @@ const ClusterInfo* RouteInfo::pickCluster(uint32_t random) const {
 
 SnapshotConstSharedPtr Snapshot::build(config::ConfigConstSharedPtr config, uint64_t version,
                                        std::string source, StatsStore& stats,
-                                       std::string& error) {
+                                       RuntimeRegistry& runtime, std::string& error) {
   auto snap = std::shared_ptr<Snapshot>(new Snapshot());
   snap->config_ = std::move(config);
   snap->version_ = version;
   snap->source_ = std::move(source);
   const config::Config& cfg = *snap->config_;
 
+  // Pass 1: everything that can fail, before any shared state is touched, so a rejected config
+  // changes nothing.
   for (const auto& c : cfg.clusters) {
     auto info = std::make_unique<ClusterInfo>();
     info->config = &c;
-    info->stats = &stats.cluster(c.name);
     info->index = snap->clusters_.size();
     for (const auto& e : c.endpoints) {
       EndpointInfo ep;
@@ -78,7 +79,37 @@ SnapshotConstSharedPtr Snapshot::build(config::ConfigConstSharedPtr config, uint
     }
     snap->clusters_.push_back(std::move(info));
   }
+  for (const auto& l : cfg.listeners) {
+    for (const auto& r : l.routes) {
+      // The validator resolves references; failing here is a bug, reported rather than crashed on.
+      for (const auto& wc : r.clusters) {
+        if (snap->findCluster(wc.name) == nullptr) {
+          error = "route \"" + r.name + "\" references unknown cluster \"" + wc.name + "\"";
+          return nullptr;
+        }
+      }
+      if (r.fallback && !r.fallback->cluster.empty() &&
+          snap->findCluster(r.fallback->cluster) == nullptr) {
+        error = "route \"" + r.name + "\" falls back to unknown cluster \"" +
+                r.fallback->cluster + "\"";
+        return nullptr;
+      }
+    }
+  }
 
+  // Pass 2: link stats and the shared resilience state.
+  for (auto& info : snap->clusters_) {
+    const config::Cluster& c = *info->config;
+    info->stats = &stats.cluster(c.name);
+    ClusterRuntime& crt = runtime.configureCluster(c);
+    info->breakers = crt.breakers;
+    info->bulkhead = crt.bulkhead;
+    info->limits = crt.limits;
+    for (auto& ep : info->endpoints) {
+      ep.runtime = crt.endpoints.at(ep.key);
+      if (crt.breakers) ep.breaker = crt.breakers->get(ep.key);
+    }
+  }
   for (const auto& l : cfg.listeners) {
     ListenerInfo li;
     li.config = &l;
@@ -87,26 +118,23 @@ SnapshotConstSharedPtr Snapshot::build(config::ConfigConstSharedPtr config, uint
       RouteInfo ri;
       ri.config = &r;
       ri.stats = &stats.route(r.name);
+      RouteRuntime& rrt = runtime.configureRoute(r);
+      ri.rate_limit = rrt.rate_limit;
+      ri.retry_budget = rrt.retry_budget;
+      if (r.fallback && !r.fallback->cluster.empty()) {
+        ri.fallback_cluster = snap->findCluster(r.fallback->cluster);
+      }
       for (const auto& wc : r.clusters) {
-        const ClusterInfo* ci = snap->findCluster(wc.name);
-        if (ci == nullptr) {
-          // The validator resolves references; reaching this is a bug, not bad input.
-          error = "route \"" + r.name + "\" references unknown cluster \"" + wc.name + "\"";
-          return nullptr;
-        }
         if (wc.weight == 0) continue;
         ri.total_weight += wc.weight;
-        ri.clusters.push_back(ci);
+        ri.clusters.push_back(snap->findCluster(wc.name));
         ri.cumulative_weights.push_back(ri.total_weight);
-      }
-      if (ri.clusters.empty()) {
-        error = "route \"" + r.name + "\" has no cluster with a non-zero weight";
-        return nullptr;
       }
       li.routes.push_back(std::move(ri));
     }
     snap->listeners_.push_back(std::move(li));
   }
+  runtime.retain(cfg);
   return snap;
 }
 

@@ -18,6 +18,7 @@
 
 #include "http/headers.h"
 #include "remora/config/config.h"
+#include "runtime.h"
 #include "stats.h"
 
 namespace remora {
@@ -27,6 +28,8 @@ struct EndpointInfo {
   std::string key;  // "host:port": identifies the endpoint's connection pool in a worker
   sockaddr_storage addr{};
   socklen_t addr_len = 0;
+  EndpointRuntimeSharedPtr runtime;     // shared by workers, survives reloads
+  lb::CircuitBreakerSharedPtr breaker;  // null: the cluster has no circuit_breaker
 };
 
 struct ClusterInfo {
@@ -34,6 +37,9 @@ struct ClusterInfo {
   ClusterStats* stats = nullptr;
   std::vector<EndpointInfo> endpoints;
   size_t index = 0;  // position in Snapshot::clusters(), for per-worker state arrays
+  std::shared_ptr<lb::CircuitBreakerSet> breakers;  // null: no circuit_breaker
+  std::shared_ptr<resilience::Bulkhead> bulkhead;    // null: no bulkhead
+  std::shared_ptr<resilience::ResourceLimits> limits;
   const std::string& name() const { return config->name; }
 };
 
@@ -43,6 +49,9 @@ struct RouteInfo {
   std::vector<const ClusterInfo*> clusters;
   std::vector<uint32_t> cumulative_weights;  // same order as clusters
   uint32_t total_weight = 0;
+  const ClusterInfo* fallback_cluster = nullptr;  // fallback: { cluster: ... }
+  std::shared_ptr<resilience::TokenBucket> rate_limit;    // null: no rate_limit
+  std::shared_ptr<resilience::RetryBudget> retry_budget;  // null: no budget
   // Picks a cluster for a weighted split; `random` is uniform in [0, 2^32).
   const ClusterInfo* pickCluster(uint32_t random) const;
 };
@@ -61,8 +70,10 @@ class Snapshot {
  public:
   // Resolves endpoint addresses and links routes to clusters. Returns nullptr and sets `error` when
   // something the validator cannot see fails (e.g. a host name that does not resolve).
+  // `runtime` supplies the shared resilience state and is reconfigured to match `config`.
   static SnapshotConstSharedPtr build(config::ConfigConstSharedPtr config, uint64_t version,
-                                      std::string source, StatsStore& stats, std::string& error);
+                                      std::string source, StatsStore& stats,
+                                      RuntimeRegistry& runtime, std::string& error);
 
   const config::Config& config() const { return *config_; }
   const config::ConfigConstSharedPtr& configPtr() const { return config_; }

@@ -2,7 +2,6 @@
 
 #include <spdlog/spdlog.h>
 
-#include <cinttypes>
 #include <cstdio>
 #include <ctime>
 
@@ -13,11 +12,13 @@ namespace remora {
 
 namespace {
 
-// Flow control watermarks: stop reading one side when the other side has this much queued.
+// Flow control watermark: stop reading one side when the other side has this much queued.
 constexpr size_t kHighWatermark = 256 * 1024;
-// Request bodies up to this size are kept so the request can be replayed on a fresh connection
-// when a pooled connection turns out to be closed by the upstream.
-constexpr uint64_t kReplayBufferLimit = 64 * 1024;
+// Without a retry policy, request bodies up to this size are still kept so the request can be
+// replayed on a fresh connection when a pooled connection turns out to be closed by the upstream.
+constexpr uint64_t kStaleReplayLimit = 64 * 1024;
+// How many endpoints a pick may try when breakers refuse (another worker took the last probe).
+constexpr int kMaxPickRefusals = 3;
 
 std::string rfc3339Now() {
   auto now = std::chrono::system_clock::now();
@@ -53,7 +54,17 @@ ActiveStream::ActiveStream(DownstreamConnection& conn, SnapshotConstSharedPtr sn
       head_(std::move(head)),
       start_time_(std::chrono::steady_clock::now()) {}
 
-ActiveStream::~ActiveStream() { cleanupUpstream(); }
+ActiveStream::~ActiveStream() {
+  *alive_ = false;
+  cleanupUpstream();
+  if (attempt_active_) endAttempt(false, false);
+  completeFilters();
+}
+
+const config::RetryPolicy* ActiveStream::retryPolicy() const {
+  if (retries_disabled_ || route_ == nullptr || !route_->config->retry) return nullptr;
+  return &*route_->config->retry;
+}
 
 void ActiveStream::start() {
   if (head_.http_minor >= 1 && head_.headers.get("host") == nullptr) {
@@ -68,6 +79,9 @@ void ActiveStream::start() {
   uint64_t r = conn_.worker().random();
   cluster_ = route_->pickCluster(static_cast<uint32_t>(r >> 32));
   conn_.armRouteTimer(route_->config->timeout);
+  if (const config::RetryPolicy* p = retryPolicy()) {
+    replay_limit_ = static_cast<uint64_t>(p->buffer_limit_kb) * 1024;
+  }
 
   if (const std::string* id = head_.headers.get("x-request-id"); id != nullptr && !id->empty()) {
     request_id_ = *id;
@@ -77,7 +91,7 @@ void ActiveStream::start() {
   if (const std::string* expect = head_.headers.get("expect");
       expect != nullptr && http::equalsIgnoreCase(*expect, "100-continue")) {
     // Answer 100-continue here (as Envoy does) rather than forwarding the expectation: the
-    // upstream may not implement it, and the proxy will buffer or stream the body anyway.
+    // upstream may not implement it, and the proxy streams the body anyway.
     head_.headers.remove("expect");
     if (head_.http_minor >= 1 && head_.hasBody()) {
       static const char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -85,22 +99,208 @@ void ActiveStream::start() {
       conn_.write(&b, 1);
     }
   }
+
+  for (const StreamFilterFactory* factory : registeredFilterFactories()) {
+    StreamFilterPtr f = factory->create(*route_, *cluster_);
+    if (f) {
+      f->setCallbacks(*this);
+      filters_.push_back(std::move(f));
+    }
+  }
+  runChain();
+}
+
+// --- Filter chain ----------------------------------------------------------------------------
+
+void ActiveStream::runChain() {
+  while (!complete_) {
+    if (next_filter_ == filters_.size()) {
+      startRouter();
+      return;
+    }
+    StreamFilter& f = *filters_[next_filter_++];
+    in_chain_ = true;
+    chain_resumed_ = false;
+    FilterStatus status = f.onRequestHeaders();
+    in_chain_ = false;
+    if (status == FilterStatus::Stop && !chain_resumed_) return;
+  }
+}
+
+void ActiveStream::continueChain() {
+  if (in_chain_) {
+    // Resumed from inside onRequestHeaders(): the loop in runChain() carries on.
+    chain_resumed_ = true;
+    return;
+  }
+  runChain();
+}
+
+std::function<void(std::function<void()>)> ActiveStream::poster() {
+  Worker* worker = &conn_.worker();
+  return [worker](std::function<void()> fn) { worker->post(std::move(fn)); };
+}
+
+FilterTimerPtr ActiveStream::createTimer(std::function<void()> cb) {
+  return std::make_unique<Timer>(conn_.worker().loop(), std::move(cb));
+}
+
+void ActiveStream::completeFilters() {
+  if (filters_completed_) return;
+  filters_completed_ = true;
+  for (auto& f : filters_) f->onStreamComplete();
+}
+
+// --- Router ----------------------------------------------------------------------------------
+
+void ActiveStream::startRouter() {
+  router_started_ = true;
+  if (route_->retry_budget) route_->retry_budget->recordRequest();
+  request_slot_ = resilience::ResourceGuard::tryAcquire(*cluster_->limits,
+                                                        resilience::ResourceKind::Requests);
+  if (!request_slot_) {
+    sendLocalReply(503, "cluster " + cluster_->name() + " is at limits.max_requests (" +
+                            std::to_string(cluster_->config->limits.max_requests) + ")",
+                   false);
+    return;
+  }
   buildUpstreamHead();
   cluster_->stats->upstream_requests_active.add(1);
   counted_active_ = true;
-  startAttempt(false);
+  startAttempt();
 }
 
-const EndpointInfo* ActiveStream::pickEndpoint() {
-  const auto& eps = cluster_->endpoints;
-  if (eps.empty()) return nullptr;
-  uint64_t n = conn_.worker().nextRoundRobin(*cluster_);
-  return &eps[n % eps.size()];
+void ActiveStream::startAttempt() {
+  // A retry avoids the endpoint that just failed when another one is available.
+  int exclude = attempts_ > 0 ? endpoint_index_ : -1;
+  std::vector<int> refused;
+  int idx = -1;
+  for (int tries = 0; tries <= kMaxPickRefusals; ++tries) {
+    idx = conn_.worker().pickEndpoint(*cluster_, exclude, refused);
+    if (idx < 0) break;
+    const EndpointInfo& e = cluster_->endpoints[static_cast<size_t>(idx)];
+    if (!e.breaker) {
+      permit_ = {};
+      break;
+    }
+    permit_ = e.breaker->tryAcquire();
+    if (permit_) break;
+    refused.push_back(idx);  // lost the last half-open slot to another worker: pick again
+    idx = -1;
+  }
+  if (idx < 0) {
+    // Nothing to send to: all endpoints unhealthy, or every breaker open.
+    size_t healthy = 0;
+    for (const auto& e : cluster_->endpoints) {
+      if (e.runtime->healthy.load(std::memory_order_relaxed)) ++healthy;
+    }
+    if (healthy == 0) {
+      sendFallbackOrError(FallbackReason::NoHealthyEndpoint, 503,
+                          "no healthy endpoint in cluster " + cluster_->name());
+    } else {
+      sendFallbackOrError(FallbackReason::CircuitOpen, 503,
+                          "circuit breaker open for every endpoint of cluster " +
+                              cluster_->name());
+    }
+    return;
+  }
+  endpoint_index_ = idx;
+  endpoint_ = &cluster_->endpoints[static_cast<size_t>(idx)];
+  ++attempts_;
+  if (attempts_ > 1) cluster_->stats->upstream_retries.inc();
+  attempt_active_ = true;
+  endpoint_->runtime->active_requests.fetch_add(1, std::memory_order_relaxed);
+  if (const config::RetryPolicy* p = retryPolicy(); p != nullptr && p->per_try_timeout) {
+    if (!per_try_timer_) {
+      per_try_timer_ = std::make_unique<Timer>(conn_.worker().loop(), [this] {
+        if (complete_ || !attempt_active_) return;
+        cluster_->stats->upstream_timeouts.inc();
+        cleanupUpstream();
+        endAttempt(false);
+        onTryFailed(resilience::FailureKind::Timeout, 504,
+                    "upstream " + endpoint_->key + " did not answer within per_try_timeout " +
+                        std::to_string(route_->config->retry->per_try_timeout->count()) + "ms");
+      });
+    }
+    per_try_timer_->enable(*p->per_try_timeout);
+  }
+  connectAttempt(false);
+}
+
+void ActiveStream::connectAttempt(bool force_new_connection) {
+  pool_ = &conn_.worker().pool(*endpoint_);
+  body_sent_ = 0;
+  pending_ = pool_->newStream(*this, *cluster_, force_new_connection);
+}
+
+void ActiveStream::endAttempt(bool success, bool has_outcome) {
+  if (!attempt_active_) return;
+  attempt_active_ = false;
+  if (per_try_timer_) per_try_timer_->disable();
+  endpoint_->runtime->active_requests.fetch_sub(1, std::memory_order_relaxed);
+  if (endpoint_->breaker && permit_) {
+    if (has_outcome) {
+      endpoint_->breaker->onResult(permit_, success);
+    } else {
+      endpoint_->breaker->release(permit_);
+    }
+  }
+  permit_ = {};
+  retry_slot_ = {};
+}
+
+bool ActiveStream::retryAllowed() {
+  const config::RetryPolicy* p = retryPolicy();
+  if (p == nullptr || !resilience::hasAttemptsLeft(*p, attempts_)) return false;
+  if (!resilience::methodRetriable(*p, head_.method)) return false;
+  if (!body_replayable_) return false;  // larger than buffer_limit_kb: streamed, not kept
+  if (route_->retry_budget && !route_->retry_budget->tryAcquireRetry()) {
+    spdlog::debug("request {}: retry budget of route {} exhausted; not retrying", request_id_,
+                  route_->config->name);
+    return false;
+  }
+  retry_slot_ = resilience::ResourceGuard::tryAcquire(*cluster_->limits,
+                                                      resilience::ResourceKind::Retries);
+  if (!retry_slot_) {
+    spdlog::debug("request {}: cluster {} is at limits.max_retries; not retrying", request_id_,
+                  cluster_->name());
+    return false;
+  }
+  return true;
+}
+
+void ActiveStream::scheduleRetry() {
+  const config::RetryPolicy& p = *retryPolicy();
+  auto delay = resilience::backoffDelay(p, attempts_, conn_.worker().random());
+  if (!backoff_timer_) {
+    backoff_timer_ = std::make_unique<Timer>(conn_.worker().loop(), [this] {
+      if (complete_) return;
+      // The slot taken in retryAllowed() covers this retry; startAttempt() keeps it.
+      resilience::ResourceGuard slot = std::move(retry_slot_);
+      startAttempt();
+      if (attempt_active_) retry_slot_ = std::move(slot);
+    });
+  }
+  backoff_timer_->enable(delay);
+}
+
+void ActiveStream::onTryFailed(resilience::FailureKind kind, int status,
+                               const std::string& detail) {
+  spdlog::debug("request {}: try {} failed: {}", request_id_, attempts_, detail);
+  const config::RetryPolicy* p = retryPolicy();
+  if (p != nullptr && resilience::shouldRetryFailure(*p, kind) && retryAllowed()) {
+    scheduleRetry();
+    return;
+  }
+  sendFallbackOrError(kind == resilience::FailureKind::Timeout ? FallbackReason::Timeout
+                                                               : FallbackReason::RetriesExhausted,
+                      status, detail);
 }
 
 void ActiveStream::buildUpstreamHead() {
   http::HeaderMap& h = head_.headers;
   http::removeHopByHopHeaders(h);
+  h.remove("x-remora-priority");  // a proxy-to-proxy hint, not for the application
   std::string xff;
   if (const std::string* prev = h.get("x-forwarded-for"); prev != nullptr && !prev->empty()) {
     xff = *prev + ", " + conn_.peerIp();
@@ -113,6 +313,7 @@ void ActiveStream::buildUpstreamHead() {
   if (h.get("host") == nullptr) h.add("host", cluster_->name());
 
   std::string& out = upstream_head_;
+  out.clear();
   out.reserve(256 + h.size() * 48);
   out.append(head_.method).append(" ").append(head_.url).append(" HTTP/1.1\r\n");
   http::serializeHeaders(h, out);
@@ -122,20 +323,6 @@ void ActiveStream::buildUpstreamHead() {
     out.append("content-length: ").append(std::to_string(head_.content_length)).append("\r\n");
   }
   out.append("\r\n");
-}
-
-void ActiveStream::startAttempt(bool force_new_connection) {
-  if (!force_new_connection) {
-    endpoint_ = pickEndpoint();
-    if (endpoint_ == nullptr) {
-      sendLocalReply(503, "no healthy endpoint in cluster " + cluster_->name(), false);
-      return;
-    }
-    ++attempts_;
-  }
-  pool_ = &conn_.worker().pool(*endpoint_);
-  body_sent_ = 0;
-  pending_ = pool_->newStream(*this, *cluster_, force_new_connection);
 }
 
 void ActiveStream::onPoolReady(UpstreamConnection& conn) {
@@ -198,14 +385,17 @@ void ActiveStream::onRequestBody(const char* data, size_t len) {
   if (complete_) return;
   body_received_ += len;
   body_.emplace_back(data, len);
-  if (body_received_ > kReplayBufferLimit) body_replayable_ = false;
+  if (body_received_ > std::max(replay_limit_, kStaleReplayLimit)) body_replayable_ = false;
   if (upstream_ != nullptr) {
     sendBody();
   } else if (!body_replayable_) {
-    // Still connecting: hold the body, but stop reading the client past the watermark.
+    // Not connected yet (or between tries): hold the body, but stop reading the client past the
+    // watermark.
     size_t held = 0;
     for (const auto& c : body_) held += c.size();
-    if (held > kHighWatermark) conn_.readDisable(DownstreamConnection::kReadPausedUpstreamFull, true);
+    if (held > kHighWatermark) {
+      conn_.readDisable(DownstreamConnection::kReadPausedUpstreamFull, true);
+    }
   }
 }
 
@@ -222,16 +412,16 @@ void ActiveStream::onUpstreamWritable() {
 void ActiveStream::onPoolFailure(UpstreamFailure reason, const std::string& detail) {
   pending_.reset();
   if (complete_) return;
-  spdlog::debug("request {}: upstream {} in cluster {}: {} ({})", request_id_, endpoint_->key,
-                cluster_->name(), failureName(reason), detail);
   if (reason == UpstreamFailure::PoolOverflow) {
+    endAttempt(false, false);  // not the endpoint's fault
     sendLocalReply(503, "too many requests waiting for a connection to cluster " +
                             cluster_->name(), false);
     return;
   }
-  sendLocalReply(502, std::string("upstream ") + failureName(reason) + ": " + endpoint_->key +
-                          " (" + detail + ")",
-                 false);
+  endAttempt(false);
+  onTryFailed(resilience::FailureKind::ConnectFailure, 502,
+              std::string("upstream ") + failureName(reason) + ": " + endpoint_->key + " (" +
+                  detail + ")");
 }
 
 void ActiveStream::onUpstreamReset(UpstreamFailure reason, const std::string& detail,
@@ -243,14 +433,15 @@ void ActiveStream::onUpstreamReset(UpstreamFailure reason, const std::string& de
   if (!upstream_response_started && upstream_reused_ && !stale_retry_done_ && body_replayable_ &&
       reason == UpstreamFailure::Reset) {
     // The upstream closed a pooled connection just as we sent on it: the request never reached
-    // the application, so one replay on a fresh connection is always safe.
+    // the application, so one replay on a fresh connection is always safe. It is not a new try.
     stale_retry_done_ = true;
-    spdlog::debug("request {}: pooled connection to {} was closed by the upstream; retrying on "
+    spdlog::debug("request {}: pooled connection to {} was closed by the upstream; replaying on "
                   "a new connection",
                   request_id_, endpoint_->key);
-    startAttempt(true);
+    connectAttempt(true);
     return;
   }
+  endAttempt(false);
   if (response_started_) {
     spdlog::debug("request {}: upstream {} failed mid-response ({}); closing the client "
                   "connection",
@@ -259,19 +450,35 @@ void ActiveStream::onUpstreamReset(UpstreamFailure reason, const std::string& de
     conn_.close();
     return;
   }
-  sendLocalReply(502, std::string("upstream ") + failureName(reason) + " before response: " +
-                          endpoint_->key + " (" + detail + ")",
-                 false);
-}
-
-void ActiveStream::recordUpstreamStatus(int status) {
-  cluster_->stats->upstream_requests.inc(status);
+  onTryFailed(resilience::FailureKind::Reset, 502,
+              std::string("upstream ") + failureName(reason) + " before the response: " +
+                  endpoint_->key + " (" + detail + ")");
 }
 
 void ActiveStream::onResponseHeaders(int status, http::HeaderMap&& headers, bool chunked,
                                      bool has_content_length, uint64_t content_length) {
   if (complete_) return;
-  recordUpstreamStatus(status);
+  cluster_->stats->upstream_requests.inc(status);
+  const config::RetryPolicy* p = retryPolicy();
+  if (status >= 500 || (p != nullptr && resilience::shouldRetryStatus(*p, status))) {
+    bool retriable = p != nullptr && resilience::shouldRetryStatus(*p, status);
+    if (retriable && retryAllowed()) {
+      // Discard this response: the connection is closed, never reused mid-response.
+      cleanupUpstream();
+      endAttempt(false);
+      spdlog::debug("request {}: {} from {}; retrying", request_id_, status, endpoint_->key);
+      scheduleRetry();
+      return;
+    }
+    if (status >= 500 && route_->config->fallback && !fallback_reason_) {
+      cleanupUpstream();
+      endAttempt(false);
+      sendFallbackOrError(FallbackReason::RetriesExhausted, status,
+                          "upstream " + endpoint_->key + " answered " + std::to_string(status));
+      return;
+    }
+  }
+  endAttempt(status < 500);
   response_started_ = true;
   response_status_ = status;
   std::string cl_value;
@@ -306,6 +513,9 @@ void ActiveStream::onResponseHeaders(int status, http::HeaderMap&& headers, bool
     out.append("connection: close\r\n");
   } else if (!client_11) {
     out.append("connection: keep-alive\r\n");
+  }
+  if (fallback_reason_) {
+    out.append("x-remora-fallback: ").append(toString(*fallback_reason_)).append("\r\n");
   }
   out.append("x-remora-attempts: ").append(std::to_string(attempts_)).append("\r\n\r\n");
   uv_buf_t b = uv_buf_init(out.data(), static_cast<unsigned>(out.size()));
@@ -347,8 +557,9 @@ void ActiveStream::onResponseComplete() {
 
 void ActiveStream::onRouteTimeout() {
   if (complete_) return;
-  cluster_->stats->upstream_timeouts.inc();
+  if (cluster_ != nullptr) cluster_->stats->upstream_timeouts.inc();
   cleanupUpstream();
+  endAttempt(false);
   if (response_started_) {
     spdlog::debug("request {}: route timeout mid-response; closing the client connection",
                   request_id_);
@@ -356,10 +567,10 @@ void ActiveStream::onRouteTimeout() {
     conn_.close();
     return;
   }
-  sendLocalReply(504, "upstream request timeout after " +
+  sendFallbackOrError(FallbackReason::Timeout, 504,
+                      "upstream request timeout after " +
                           std::to_string(route_->config->timeout.count()) + "ms (route " +
-                          route_->config->name + ")",
-                 false);
+                          route_->config->name + ")");
 }
 
 void ActiveStream::onDownstreamReset(const std::string& reason) {
@@ -367,10 +578,13 @@ void ActiveStream::onDownstreamReset(const std::string& reason) {
   spdlog::debug("request {}: {}", request_id_, reason);
   complete_ = true;
   cleanupUpstream();
+  endAttempt(false, false);
   if (counted_active_) {
     cluster_->stats->upstream_requests_active.sub(1);
     counted_active_ = false;
   }
+  request_slot_ = {};
+  completeFilters();
 }
 
 void ActiveStream::cleanupUpstream() {
@@ -383,29 +597,85 @@ void ActiveStream::cleanupUpstream() {
     pending_->cancelled = true;
     pending_.reset();
   }
+  if (backoff_timer_) backoff_timer_->disable();
+}
+
+void ActiveStream::sendFallbackOrError(FallbackReason reason, int status,
+                                       std::string_view detail) {
+  if (complete_) return;
+  cleanupUpstream();
+  endAttempt(false, false);
+  if (response_started_) {
+    complete_ = true;
+    conn_.close();
+    return;
+  }
+  route_->stats->fallback[static_cast<size_t>(reason)].inc();
+  const std::optional<config::Fallback>& fb = route_->config->fallback;
+  if (fb && route_->fallback_cluster != nullptr && !fallback_reason_) {
+    // Answer from the fallback cluster: one try, no retries, the reason on the response.
+    spdlog::debug("request {}: {} ({}); answering from fallback cluster {}", request_id_,
+                  toString(reason), detail, route_->fallback_cluster->name());
+    fallback_reason_ = reason;
+    retries_disabled_ = true;
+    if (counted_active_) cluster_->stats->upstream_requests_active.sub(1);
+    cluster_ = route_->fallback_cluster;
+    cluster_->stats->upstream_requests_active.add(1);
+    counted_active_ = true;
+    request_slot_ = {};
+    body_replayable_ = body_replayable_ && body_received_ <= kStaleReplayLimit;
+    if (!body_replayable_) {
+      sendLocalReply(status, std::string(detail) + "; the fallback cluster cannot be used "
+                                                   "because the request body was streamed",
+                     false);
+      return;
+    }
+    startAttempt();
+    return;
+  }
+  local_reason_ = std::string(toString(reason)) + ": " + std::string(detail);
+  http::HeaderMap extra;
+  extra.add("x-remora-fallback", toString(reason));
+  if (fb && fb->cluster.empty()) {
+    for (const auto& [name, value] : fb->headers) extra.add(name, value);
+    sendResponse(fb->status, fb->body, &extra, false);
+    return;
+  }
+  std::string body(detail);
+  body.push_back('\n');
+  extra.add("content-type", "text/plain");
+  sendResponse(status, body, &extra, false);
 }
 
 void ActiveStream::sendLocalReply(int status, std::string_view reason, bool close_connection) {
   if (complete_) return;
   cleanupUpstream();
+  endAttempt(false, false);
   if (response_started_) {
     complete_ = true;
     conn_.close();
     return;
   }
   local_reason_ = std::string(reason);
-  response_status_ = status;
-  response_started_ = true;
   std::string body(reason);
   body.push_back('\n');
+  http::HeaderMap extra;
+  extra.add("content-type", "text/plain");
+  sendResponse(status, body, &extra, close_connection);
+}
+
+void ActiveStream::sendResponse(int status, std::string_view body,
+                                const http::HeaderMap* extra_headers, bool close_connection) {
+  response_status_ = status;
+  response_started_ = true;
   bool close_after = close_connection || !request_complete_ || !head_.keep_alive;
   std::string out;
-  out.reserve(160 + body.size());
+  out.reserve(192 + body.size());
   out.append("HTTP/1.1 ").append(std::to_string(status)).append(" ");
-  out.append(http::reasonPhrase(status));
-  out.append("\r\ncontent-type: text/plain\r\ncontent-length: ");
-  out.append(std::to_string(body.size()));
-  out.append("\r\nx-remora-attempts: ").append(std::to_string(attempts_)).append("\r\n");
+  out.append(http::reasonPhrase(status)).append("\r\n");
+  if (extra_headers != nullptr) http::serializeHeaders(*extra_headers, out);
+  out.append("content-length: ").append(std::to_string(body.size())).append("\r\n");
+  out.append("x-remora-attempts: ").append(std::to_string(attempts_)).append("\r\n");
   if (close_after) out.append("connection: close\r\n");
   out.append("\r\n");
   if (head_.method != "HEAD") out.append(body);
@@ -425,6 +695,8 @@ void ActiveStream::finish(bool close_connection) {
     counted_active_ = false;
     cluster_->stats->request_duration.record(elapsed);
   }
+  request_slot_ = {};
+  completeFilters();
   if (AccessLogger* log = conn_.worker().accessLog()) {
     AccessLogEntry e;
     e.start_time = rfc3339Now();
@@ -442,6 +714,7 @@ void ActiveStream::finish(bool close_connection) {
     e.duration_ms = static_cast<double>(elapsed.count()) / 1000.0;
     e.request_id = request_id_;
     e.downstream_address = conn_.peerAddress();
+    if (fallback_reason_) e.fallback_reason = toString(*fallback_reason_);
     e.error = local_reason_;
     log->log(e);
   }

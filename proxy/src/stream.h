@@ -1,19 +1,29 @@
 #pragma once
 
 // ActiveStream: one request on a downstream connection, from its headers to the end of its
-// response. It picks the route, the cluster and the endpoint, drives the upstream attempt through
-// the endpoint's pool, streams bodies both ways with flow control, and answers locally when the
-// request cannot be proxied (contract section 3).
+// response. After the route is matched, the request runs through the filter chain
+// (remora/filter.h), then through the router stage here: it picks an endpoint through the
+// cluster's load balancer and circuit breakers, drives each try through the endpoint's pool with
+// per-try timeouts, retries with backoff under the retry budget and the cluster's max_retries,
+// streams bodies both ways with flow control, and answers with the route's fallback or a local
+// reply when the request cannot be proxied (contract section 3).
 
 #include <chrono>
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "http/headers.h"
+#include "lb/circuit_breaker.h"
+#include "remora/filter.h"
+#include "resilience/resource_limits.h"
+#include "resilience/retry.h"
 #include "snapshot.h"
 #include "upstream.h"
+#include "uv_util.h"
 #include "worker.h"
 
 namespace remora {
@@ -39,7 +49,10 @@ struct RequestHead {
   bool hasBody() const { return chunked || (has_content_length && content_length > 0); }
 };
 
-class ActiveStream : public UpstreamClient, public Deletable {
+// The registered filter factories, in chain order (filters/registry.cc).
+const std::vector<const StreamFilterFactory*>& registeredFilterFactories();
+
+class ActiveStream : public UpstreamClient, public StreamFilterCallbacks, public Deletable {
  public:
   ActiveStream(DownstreamConnection& conn, SnapshotConstSharedPtr snapshot,
                const ListenerInfo& listener, RequestHead&& head);
@@ -55,9 +68,19 @@ class ActiveStream : public UpstreamClient, public Deletable {
   void onDownstreamWritable();
   bool complete() const { return complete_; }
   bool responseStarted() const { return response_started_; }
-  // A local reply for a request the parser could not finish (e.g. a body that is not valid
-  // chunked encoding): sent if nothing was sent yet.
+  // A local reply (no fallback) if nothing was sent yet, e.g. for a body that is not valid
+  // chunked encoding.
   void sendLocalReply(int status, std::string_view reason, bool close_connection);
+
+  // StreamFilterCallbacks
+  void continueChain() override;
+  void sendFallbackOrError(FallbackReason reason, int status, std::string_view detail) override;
+  std::function<void(std::function<void()>)> poster() override;
+  FilterTimerPtr createTimer(std::function<void()> cb) override;
+  TimeSource& timeSource() override { return RealTimeSource::instance(); }
+  const http::HeaderMap& requestHeaders() const override { return head_.headers; }
+  const RouteInfo& route() const override { return *route_; }
+  const ClusterInfo& cluster() const override { return *cluster_; }
 
   // UpstreamClient
   void onPoolReady(UpstreamConnection& conn) override;
@@ -73,15 +96,28 @@ class ActiveStream : public UpstreamClient, public Deletable {
  private:
   enum class Framing { None, ContentLength, Chunked, Close };
 
-  void startAttempt(bool force_new_connection);
-  const EndpointInfo* pickEndpoint();
+  void runChain();
+  void startRouter();
+  void startAttempt();
+  void connectAttempt(bool force_new_connection);
+  // Ends the current try: reports its outcome to the endpoint's breaker (`success` or, when
+  // `has_outcome` is false, just gives back a probe slot) and releases what it held.
+  void endAttempt(bool success, bool has_outcome = true);
+  // A try failed before any response reached the client: retry if the policy allows, otherwise
+  // answer with the fallback or `status`.
+  void onTryFailed(resilience::FailureKind kind, int status, const std::string& detail);
+  bool retryAllowed();
+  void scheduleRetry();
   void buildUpstreamHead();
   void sendBody();
   void sendBodyEnd();
   void writeUpstream(const uv_buf_t* bufs, unsigned n);
   void cleanupUpstream();
+  void sendResponse(int status, std::string_view body, const http::HeaderMap* extra_headers,
+                    bool close_connection);
   void finish(bool close_connection);
-  void recordUpstreamStatus(int status);
+  void completeFilters();
+  const config::RetryPolicy* retryPolicy() const;
 
   DownstreamConnection& conn_;
   SnapshotConstSharedPtr snapshot_;
@@ -92,19 +128,40 @@ class ActiveStream : public UpstreamClient, public Deletable {
 
   const RouteInfo* route_ = nullptr;
   const ClusterInfo* cluster_ = nullptr;
+
+  // Filter chain.
+  std::vector<StreamFilterPtr> filters_;
+  size_t next_filter_ = 0;
+  bool in_chain_ = false;
+  bool chain_resumed_ = false;
+  bool filters_completed_ = false;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // for posts from other threads
+
+  // Router.
+  bool router_started_ = false;
+  resilience::ResourceGuard request_slot_;  // the cluster's max_requests
+  resilience::ResourceGuard retry_slot_;    // the cluster's max_retries, while a retry runs
   const EndpointInfo* endpoint_ = nullptr;
+  int endpoint_index_ = -1;
+  lb::CircuitBreaker::Permit permit_;
+  bool attempt_active_ = false;
   ConnectionPool* pool_ = nullptr;
   UpstreamConnection* upstream_ = nullptr;
   std::shared_ptr<PendingRequest> pending_;
   uint32_t attempts_ = 0;
-  bool upstream_reused_ = false;  // the current attempt's connection came from the idle pool
+  bool upstream_reused_ = false;  // the current try's connection came from the idle pool
   bool stale_retry_done_ = false;
   bool counted_active_ = false;
+  bool retries_disabled_ = false;  // answering from the fallback cluster: one try only
+  std::unique_ptr<Timer> per_try_timer_;
+  std::unique_ptr<Timer> backoff_timer_;
+  std::optional<FallbackReason> fallback_reason_;  // set when a fallback cluster answers
 
   std::string upstream_head_;
   std::deque<std::string> body_;  // request body chunks not yet sent, or kept for a replay
   size_t body_sent_ = 0;          // chunks of body_ already written to the current upstream
   uint64_t body_received_ = 0;
+  uint64_t replay_limit_ = 64 * 1024;
   bool body_replayable_ = true;   // body_ still holds every chunk received
   bool request_complete_ = false;
 

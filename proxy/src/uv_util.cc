@@ -53,4 +53,30 @@ void StreamWriter::onWrite(uv_write_t* req, int status) {
   }
 }
 
+Timer::Timer(uv_loop_t* loop, std::function<void()> cb) : handle_(new uv_timer_t), cb_(std::move(cb)) {
+  uv_timer_init(loop, handle_);
+  handle_->data = this;
+}
+
+Timer::~Timer() {
+  uv_timer_stop(handle_);
+  handle_->data = nullptr;
+  uv_close(reinterpret_cast<uv_handle_t*>(handle_),
+           [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+}
+
+void Timer::enable(std::chrono::milliseconds delay) {
+  uv_timer_start(
+      handle_,
+      [](uv_timer_t* t) {
+        auto* self = static_cast<Timer*>(t->data);
+        if (self != nullptr) self->cb_();
+      },
+      static_cast<uint64_t>(delay.count() < 0 ? 0 : delay.count()), 0);
+}
+
+void Timer::disable() { uv_timer_stop(handle_); }
+
+bool Timer::enabled() const { return uv_is_active(reinterpret_cast<uv_handle_t*>(handle_)) != 0; }
+
 }  // namespace remora

@@ -5,7 +5,11 @@
 
 #include <uv.h>
 
+#include "remora/filter.h"
+
+#include <chrono>
 #include <cstddef>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -50,6 +54,24 @@ class StreamWriter {
   uv_stream_t* stream_;
   WriteCallbacks& callbacks_;
   size_t pending_bytes_ = 0;
+};
+
+// A one-shot uv timer owned by a plain object. The uv handle lives on the heap and is freed in its
+// close callback, so the Timer can be destroyed synchronously at any time; destroying it cancels
+// the callback.
+class Timer : public FilterTimer {
+ public:
+  Timer(uv_loop_t* loop, std::function<void()> cb);
+  ~Timer() override;
+  Timer(const Timer&) = delete;
+  Timer& operator=(const Timer&) = delete;
+  void enable(std::chrono::milliseconds delay) override;
+  void disable() override;
+  bool enabled() const;
+
+ private:
+  uv_timer_t* handle_;
+  std::function<void()> cb_;
 };
 
 inline std::string uvError(int err) {

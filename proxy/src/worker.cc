@@ -49,10 +49,10 @@ void Worker::join() {
 }
 
 void Worker::post(std::function<void()> fn) {
-  {
-    std::lock_guard lock(queue_mutex_);
-    queue_.push_back(std::move(fn));
-  }
+  std::lock_guard lock(queue_mutex_);
+  // After stop() the async handle is closed; late tasks (a bulkhead grant racing shutdown) drop.
+  if (closed_) return;
+  queue_.push_back(std::move(fn));
   uv_async_send(&async_);
 }
 
@@ -95,9 +95,14 @@ void Worker::runDeferred() {
 
 void Worker::applySnapshot(SnapshotConstSharedPtr snapshot, std::vector<ListenerSocket> sockets) {
   snapshot_ = std::move(snapshot);
-  round_robin_.assign(snapshot_->clusters().size(), 0);
-  // Spread round-robin start points over workers so they do not hit endpoints in lock step.
-  for (size_t i = 0; i < round_robin_.size(); ++i) round_robin_[i] = id_;
+  // Load balancer state is per worker (no locks on the pick path) and restarts with each snapshot.
+  cluster_lbs_.clear();
+  for (const auto& c : snapshot_->clusters()) {
+    ClusterLb clb;
+    clb.lb = lb::createLoadBalancer(c->config->lb_policy, c->endpoints.size(), id_);
+    clb.hosts.resize(c->endpoints.size());
+    cluster_lbs_.push_back(std::move(clb));
+  }
 
   // Listeners: keep those whose address is still configured (renamed or not), close the rest,
   // adopt the new sockets.
@@ -154,8 +159,34 @@ void Worker::onPoolEmpty(ConnectionPool* pool) {
   });
 }
 
-uint64_t Worker::nextRoundRobin(const ClusterInfo& cluster) {
-  return round_robin_[cluster.index]++;
+int Worker::pickEndpoint(const ClusterInfo& cluster, int exclude, const std::vector<int>& refused) {
+  // A request may hold a cluster of an older snapshot than the worker's: match by identity.
+  if (cluster.index >= cluster_lbs_.size() || !snapshot_ ||
+      snapshot_->clusters()[cluster.index].get() != &cluster) {
+    // Rare (a request that outlived a reload and retries): fall back to a fresh balancer.
+    auto lb = lb::createLoadBalancer(cluster.config->lb_policy, cluster.endpoints.size(), id_);
+    std::vector<lb::LbHost> hosts(cluster.endpoints.size());
+    for (size_t i = 0; i < hosts.size(); ++i) {
+      const EndpointInfo& e = cluster.endpoints[i];
+      hosts[i] = {e.config.weight,
+                  e.runtime->healthy.load(std::memory_order_relaxed) &&
+                      (!e.breaker || e.breaker->isAvailable()) &&
+                      std::find(refused.begin(), refused.end(), static_cast<int>(i)) ==
+                          refused.end(),
+                  &e.runtime->active_requests};
+    }
+    return lb->pick(hosts, exclude, rng_());
+  }
+  ClusterLb& clb = cluster_lbs_[cluster.index];
+  for (size_t i = 0; i < clb.hosts.size(); ++i) {
+    const EndpointInfo& e = cluster.endpoints[i];
+    clb.hosts[i].weight = e.config.weight;
+    clb.hosts[i].available = e.runtime->healthy.load(std::memory_order_relaxed) &&
+                             (!e.breaker || e.breaker->isAvailable());
+    clb.hosts[i].active_requests = &e.runtime->active_requests;
+  }
+  for (int r : refused) clb.hosts[static_cast<size_t>(r)].available = false;
+  return clb.lb->pick(clb.hosts, exclude, rng_());
 }
 
 std::string Worker::newRequestId() {
@@ -203,6 +234,10 @@ void Worker::stop() {
   for (auto* c : conns) c->close();
   for (auto& [key, pool] : pools_) pool->drain();
   runDeferred();
+  {
+    std::lock_guard lock(queue_mutex_);
+    closed_ = true;
+  }
   uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&check_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&idle_), nullptr);

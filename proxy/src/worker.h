@@ -17,6 +17,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "lb/load_balancer.h"
 #include "snapshot.h"
 
 namespace remora {
@@ -68,7 +69,10 @@ class Worker {
   const SnapshotConstSharedPtr& snapshot() const { return snapshot_; }
   bool draining() const { return draining_; }
   ConnectionPool& pool(const EndpointInfo& endpoint);
-  uint64_t nextRoundRobin(const ClusterInfo& cluster);
+  // The cluster's load balancer picks among endpoints that are healthy and whose breaker admits
+  // requests, avoiding `exclude` (the previous try's endpoint) and every index in `refused` when
+  // it can. Returns the endpoint index or -1.
+  int pickEndpoint(const ClusterInfo& cluster, int exclude, const std::vector<int>& refused);
   uint64_t random() { return rng_(); }
   std::string newRequestId();
   AccessLogger* accessLog() { return access_log_.get(); }
@@ -99,9 +103,14 @@ class Worker {
 
   std::mutex queue_mutex_;
   std::vector<std::function<void()>> queue_;
+  bool closed_ = false;  // guarded by queue_mutex_
 
   SnapshotConstSharedPtr snapshot_;
-  std::vector<uint64_t> round_robin_;  // per ClusterInfo::index
+  struct ClusterLb {
+    lb::LoadBalancerPtr lb;
+    std::vector<lb::LbHost> hosts;  // scratch, refilled at each pick
+  };
+  std::vector<ClusterLb> cluster_lbs_;  // per ClusterInfo::index of the current snapshot
   std::unordered_map<std::string, std::unique_ptr<ConnectionPool>> pools_;
   std::unordered_map<std::string, ListenerHandle*> listeners_;  // by address
   std::vector<DownstreamConnection*> connections_;

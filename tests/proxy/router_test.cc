@@ -12,7 +12,8 @@ SnapshotConstSharedPtr buildSnapshot(const std::string& yaml, StatsStore& stats)
   EXPECT_TRUE(r.ok()) << r.formatErrors();
   if (!r.ok()) return nullptr;
   std::string error;
-  auto snap = Snapshot::build(r.config, 1, "file", stats, error);
+  static RuntimeRegistry* runtime = new RuntimeRegistry(stats, RealTimeSource::instance());
+  auto snap = Snapshot::build(r.config, 1, "file", stats, *runtime, error);
   EXPECT_NE(snap, nullptr) << error;
   return snap;
 }
@@ -120,8 +121,9 @@ clusters:
                                             "t.yaml");
   ASSERT_TRUE(r.ok()) << r.formatErrors();
   StatsStore stats;
+  RuntimeRegistry runtime(stats, RealTimeSource::instance());
   std::string error;
-  EXPECT_EQ(Snapshot::build(r.config, 1, "file", stats, error), nullptr);
+  EXPECT_EQ(Snapshot::build(r.config, 1, "file", stats, runtime, error), nullptr);
   EXPECT_NE(error.find("no-such-host.invalid"), std::string::npos) << error;
 }
 

@@ -48,9 +48,10 @@ class StreamFilterCallbacks {
   // Ends the request: the route's fallback answers if it has one (with x-remora-fallback:
   // <reason>), otherwise a local reply with `status` and `detail` as the body.
   virtual void sendFallbackOrError(FallbackReason reason, int status, std::string_view detail) = 0;
-  // Runs `fn` on the request's thread, from any thread. `fn` must check that the request it
-  // refers to still exists (see StreamFilter::alive tokens in the filters that use it).
-  virtual void post(std::function<void()> fn) = 0;
+  // A function that runs a task on the request's thread, callable from any thread and also after
+  // the request ended (it is bound to the worker, not to the request). Tasks must check that what
+  // they refer to still exists; see filters/bulkhead for the pattern.
+  virtual std::function<void(std::function<void()>)> poster() = 0;
   virtual FilterTimerPtr createTimer(std::function<void()> cb) = 0;
   virtual TimeSource& timeSource() = 0;
   virtual const http::HeaderMap& requestHeaders() const = 0;
@@ -72,7 +73,8 @@ class StreamFilter {
 };
 using StreamFilterPtr = std::unique_ptr<StreamFilter>;
 
-// Builds a filter per request where the route/cluster configures it.
+// Builds a filter per request where the route/cluster configures it. Factories are stateless and
+// listed, in chain order, in filters/registry.cc.
 class StreamFilterFactory {
  public:
   virtual ~StreamFilterFactory() = default;
