@@ -824,7 +824,11 @@ LoadResult load(std::string_view yaml, std::string_view file_name, std::string s
     config = parseConfig(root, file_name, result.errors);
     // Pass 2 runs even after pass-1 errors: everything wrong is reported in one go, and pass 1
     // keeps what it could read (names in particular) so pass 2 adds no follow-on noise.
-    validateReferences(config, result.errors);
+    // With a control plane, routes may name clusters only the control plane defines; the proxy
+    // checks them again, strictly, against every snapshot it receives.
+    ReferenceCheckOptions options;
+    options.allow_unknown_clusters = config.control_plane.has_value();
+    validateReferences(config, result.errors, options);
   } catch (const YAML::Exception& e) {
     sink.add(e.mark, std::string("internal error while reading the config: ") + e.what());
   }

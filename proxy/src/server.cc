@@ -12,7 +12,10 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include <yaml-cpp/yaml.h>
+
 #include "remora/config/json.h"
+#include "remora/config/parser.h"
 #include "uv_util.h"
 
 namespace remora {
@@ -83,21 +86,71 @@ bool Server::reload(bool initial) {
     spdlog::error("{} rejected ({} error{}); {}", options_.config_path, result.errors.size(),
                   result.errors.size() == 1 ? "" : "s",
                   initial ? "fix the file and start again"
-                          : "the running config (version " + std::to_string(version_) +
+                          : "the running config (version " + version_label_ +
                                 ") stays active; fix the file and send SIGHUP again");
     stats_.recordConfigUpdate("file", false);
     return false;
   }
-  const config::Config& cfg = *result.config;
+  // Clusters pushed by the control plane stay in force across file reloads.
   std::string error;
-  SnapshotConstSharedPtr snap = Snapshot::build(result.config, version_ + 1, "file", stats_, runtime_, error);
-  if (!snap) {
+  config::ConfigConstSharedPtr merged = mergePushed(result.config, pushed_clusters_, error);
+  if (merged) error = apply(merged, pushed_version_.empty() ? "file" : "control-plane", initial);
+  if (!error.empty()) {
     spdlog::error("{} rejected: {}; {}", options_.config_path, error,
-                  initial ? "fix the file and start again" : "the running config stays active");
+                  initial ? "fix it and start again" : "the running config stays active");
     stats_.recordConfigUpdate("file", false);
     return false;
   }
+  file_config_ = result.config;
+  if (pushed_version_.empty()) version_label_ = std::to_string(version_);
+  stats_.recordConfigUpdate("file", true);
+  spdlog::info("config version {} active from {}: {} listener(s), {} cluster(s), {} worker(s)",
+               version_label_, options_.config_path, current_->config().listeners.size(),
+               current_->config().clusters.size(), workers_.size());
+  return true;
+}
 
+config::ConfigConstSharedPtr Server::mergePushed(const config::ConfigConstSharedPtr& file,
+                                                 const std::vector<config::Cluster>& pushed,
+                                                 std::string& error) {
+  if (!file->control_plane && pushed.empty()) return file;
+  auto merged = std::make_shared<config::Config>(*file);
+  for (const auto& c : pushed) {
+    auto it = std::find_if(merged->clusters.begin(), merged->clusters.end(),
+                           [&](const config::Cluster& x) { return x.name == c.name; });
+    if (it != merged->clusters.end()) {
+      *it = c;  // the pushed cluster wins (contract section 5)
+    } else {
+      merged->clusters.push_back(c);
+    }
+  }
+  // Routes may name clusters the control plane has not sent (yet): they exist with no endpoints,
+  // so requests to them get 503 no-healthy-endpoint rather than the whole config failing.
+  auto ensure = [&](const std::string& name) {
+    if (name.empty() || merged->findCluster(name) != nullptr) return;
+    config::Cluster placeholder;
+    placeholder.name = name;
+    merged->clusters.push_back(std::move(placeholder));
+  };
+  for (const auto& l : merged->listeners) {
+    for (const auto& r : l.routes) {
+      for (const auto& wc : r.clusters) ensure(wc.name);
+      if (r.fallback) ensure(r.fallback->cluster);
+    }
+  }
+  std::vector<config::ConfigError> errors;
+  config::validateReferences(*merged, errors);
+  if (!errors.empty()) {
+    error = errors.front().format();
+    for (size_t i = 1; i < errors.size(); ++i) error += "; " + errors[i].format();
+    return nullptr;
+  }
+  return merged;
+}
+
+std::string Server::apply(const config::ConfigConstSharedPtr& config, const std::string& source,
+                          bool initial) {
+  const config::Config& cfg = *config;
   size_t nworkers = initial ? (cfg.workers != 0 ? cfg.workers
                                                 : std::max(1u, std::thread::hardware_concurrency()))
                             : workers_.size();
@@ -113,9 +166,15 @@ bool Server::reload(bool initial) {
     }
   }
 
+  // Everything that can fail comes before anything is applied.
   // Open sockets for listener addresses that are new in this config, one per worker.
   std::map<std::string, std::vector<int>> new_sockets;
   std::map<std::string, std::string> names;
+  auto close_new_sockets = [&] {
+    for (auto& [k, v] : new_sockets) {
+      for (int fd : v) ::close(fd);
+    }
+  };
   for (const auto& l : cfg.listeners) {
     std::string key = l.address.str();
     names[key] = l.name;
@@ -123,36 +182,35 @@ bool Server::reload(bool initial) {
     std::vector<int> fds;
     std::string err = createListenSockets(l.address, nworkers, fds);
     if (!err.empty()) {
-      for (auto& [k, v] : new_sockets) {
-        for (int fd : v) ::close(fd);
-      }
-      spdlog::error("{} rejected: listener \"{}\": {}; {}", options_.config_path, l.name, err,
-                    initial ? "free the port or change the address"
-                            : "the running config stays active");
-      stats_.recordConfigUpdate("file", false);
-      return false;
+      close_new_sockets();
+      return "listener \"" + l.name + "\": " + err;
     }
     new_sockets[key] = std::move(fds);
   }
+  std::shared_ptr<AccessLogger> access_log;
+  if (initial && cfg.access_log) {
+    std::string err;
+    access_log = AccessLogger::open(cfg.access_log->path, err);
+    if (!access_log) {
+      close_new_sockets();
+      return err;
+    }
+  }
+  std::string error;
+  SnapshotConstSharedPtr snap =
+      Snapshot::build(config, version_ + 1, source, stats_, runtime_, error);
+  if (!snap) {
+    close_new_sockets();
+    return error;
+  }
 
   if (initial) {
-    if (cfg.access_log) {
-      std::string err;
-      access_log_ = AccessLogger::open(cfg.access_log->path, err);
-      if (!access_log_) {
-        spdlog::error("{}", err);
-        for (auto& [k, v] : new_sockets) {
-          for (int fd : v) ::close(fd);
-        }
-        return false;
-      }
-    }
+    access_log_ = std::move(access_log);
     for (size_t i = 0; i < nworkers; ++i) {
       workers_.push_back(std::make_unique<Worker>(i, access_log_));
     }
     for (auto& w : workers_) w->start();
   }
-
   ++version_;
   current_ = snap;
   listener_addresses_.clear();
@@ -167,11 +225,55 @@ bool Server::reload(bool initial) {
   }
   updateHealthCheckers();
   stats_.configVersion().set(static_cast<int64_t>(version_));
-  stats_.recordConfigUpdate("file", true);
-  spdlog::info("config version {} active from {}: {} listener(s), {} cluster(s), {} worker(s)",
-               version_, options_.config_path, cfg.listeners.size(), cfg.clusters.size(),
-               workers_.size());
-  return true;
+  return {};
+}
+
+std::string Server::onDiscoveryUpdate(const DiscoveryClient::Update& update) {
+  std::vector<config::ConfigError> errors;
+  std::vector<config::Cluster> clusters;
+  for (const auto& j : update.clusters) {
+    YAML::Node node;
+    try {
+      node = YAML::Load(j.dump());
+    } catch (const YAML::Exception& e) {
+      errors.push_back({{"control-plane", 0, 0}, std::string("unreadable cluster: ") + e.what()});
+      continue;
+    }
+    std::optional<config::Cluster> c =
+        config::parseCluster(node, "control-plane", errors, /*endpoints_required=*/false);
+    if (c) clusters.push_back(std::move(*c));
+  }
+  std::string error;
+  config::ConfigConstSharedPtr merged;
+  if (errors.empty()) {
+    merged = mergePushed(file_config_, clusters, error);
+  } else {
+    error = errors.front().format();
+    for (size_t i = 1; i < errors.size(); ++i) error += "; " + errors[i].format();
+  }
+  if (merged) error = apply(merged, "control-plane", false);
+  if (!error.empty()) {
+    spdlog::error("control plane snapshot version {} refused (NACK): {}; keeping config version "
+                  "{}",
+                  update.version, error, version_label_);
+    stats_.recordConfigUpdate("control-plane", false);
+    return error;
+  }
+  pushed_clusters_ = std::move(clusters);
+  pushed_version_ = update.version;
+  version_label_ = update.version;
+  // Prometheus wants a number: the control plane's version when it is one.
+  char* end = nullptr;
+  unsigned long long v = std::strtoull(update.version.c_str(), &end, 10);
+  if (end != nullptr && *end == '\0' && !update.version.empty()) {
+    stats_.configVersion().set(static_cast<int64_t>(v));
+  }
+  first_snapshot_acked_ = true;
+  stats_.recordConfigUpdate("control-plane", true);
+  spdlog::info("control plane snapshot version {} applied (ACK): {} cluster(s) pushed, {} in "
+               "total",
+               update.version, pushed_clusters_.size(), current_->config().clusters.size());
+  return {};
 }
 
 int Server::run() {
@@ -204,6 +306,16 @@ int Server::run() {
 
   for (const auto& l : cfg.listeners) {
     spdlog::info("listener {} on http://{}", l.name, l.address.str());
+  }
+  if (cfg.control_plane) {
+    std::string node = cfg.node_id;
+    discovery_ = std::make_unique<DiscoveryClient>(
+        &loop_, cfg.control_plane->address, node, cfg.control_plane->token_file,
+        [this](const DiscoveryClient::Update& u) { return onDiscoveryUpdate(u); });
+    discovery_->start();
+    spdlog::info("control plane {}: subscribing as node {}; /ready answers 503 until the first "
+                 "snapshot is applied",
+                 cfg.control_plane->address.str(), node);
   }
   spdlog::info("admin API on http://{} (/ready /stats /config /clusters)",
                cfg.admin.address.str());
@@ -263,6 +375,7 @@ void Server::shutdown() {
   for (auto& w : workers_) w->join();
   workers_.clear();
   if (admin_) admin_->close();
+  if (discovery_) discovery_->stop();
   health_checkers_.clear();
   if (handles_ready_) {
     for (auto* h : {reinterpret_cast<uv_handle_t*>(&sighup_),
@@ -336,6 +449,9 @@ http::SimpleResponse Server::handleAdmin(const http::SimpleRequest& req) {
   if (req.path == "/ready") {
     if (draining_) return SimpleResponse::text(503, "draining\n");
     if (!current_) return SimpleResponse::text(503, "no active config\n");
+    if (current_->config().control_plane && !first_snapshot_acked_) {
+      return SimpleResponse::text(503, "waiting for the first control-plane snapshot\n");
+    }
     return SimpleResponse::text(200, "ready\n");
   }
   if (req.path == "/stats") {
@@ -345,9 +461,10 @@ http::SimpleResponse Server::handleAdmin(const http::SimpleRequest& req) {
     return r;
   }
   if (req.path == "/config") {
-    nlohmann::json j = {{"version", std::to_string(current_->version())},
+    nlohmann::json j = {{"version", version_label_},
                         {"source", current_->source()},
                         {"file", options_.config_path},
+                        {"control_plane_connected", discovery_ && discovery_->connected()},
                         {"config", config::toJson(current_->config())}};
     return SimpleResponse::json(200, j.dump(2) + "\n");
   }

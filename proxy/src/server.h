@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "access_log.h"
+#include "discovery_client.h"
 #include "health_checker.h"
 #include "runtime.h"
 #include "http/simple_server.h"
@@ -41,6 +42,17 @@ class Server {
   // running config. Returns whether it was applied.
   bool reload(bool initial);
   config::LoadResult loadConfig();
+  // The file config with the pushed clusters merged in by name (pushed ones win); nullptr and
+  // `error` if the result does not hold together.
+  config::ConfigConstSharedPtr mergePushed(const config::ConfigConstSharedPtr& file,
+                                           const std::vector<config::Cluster>& pushed,
+                                           std::string& error);
+  // Makes `config` the running config: sockets, snapshot, workers. Returns "" or why it was
+  // refused (then nothing changed).
+  std::string apply(const config::ConfigConstSharedPtr& config, const std::string& source,
+                    bool initial);
+  // A control-plane snapshot: "" = applied (ACK), otherwise why not (NACK).
+  std::string onDiscoveryUpdate(const DiscoveryClient::Update& update);
   http::SimpleResponse handleAdmin(const http::SimpleRequest& req);
   void updateHealthCheckers();
   std::string renderBreakerStats() const;
@@ -63,6 +75,12 @@ class Server {
   std::unique_ptr<http::SimpleHttpServer> admin_;
   std::shared_ptr<AccessLogger> access_log_;
   SnapshotConstSharedPtr current_;
+  config::ConfigConstSharedPtr file_config_;       // last good file config
+  std::vector<config::Cluster> pushed_clusters_;   // last good control-plane clusters
+  std::string pushed_version_;                     // "" until a snapshot was applied
+  std::string version_label_ = "0";                // what /config shows as the version
+  bool first_snapshot_acked_ = false;
+  std::unique_ptr<DiscoveryClient> discovery_;
   std::map<std::string, int> listener_addresses_;  // live listener address -> count (always 1)
   uint64_t version_ = 0;
   bool draining_ = false;
