@@ -1028,6 +1028,18 @@ TEST(ValidateReferencesTest, RechecksAConfigWhoseClustersChanged) {
             "unknown cluster \"c\" in route; no clusters are defined; add it under \"clusters\"");
 }
 
+TEST(ControlPlaneReferencesTest, RoutesMayNameClustersOnlyTheControlPlaneDefines) {
+  const std::string routes = R"(listeners:
+  - name: in
+    address: 127.0.0.1:15001
+    routes: [ { match: { prefix: / }, cluster: orders } ]
+)";
+  // Without a control plane the route's cluster must be in the file...
+  EXPECT_FALSE(noErrors(routes));
+  // ...with one, the control plane supplies it (the proxy re-checks every pushed snapshot).
+  EXPECT_TRUE(noErrors("control_plane: { address: 127.0.0.1:18000 }\n" + routes));
+}
+
 TEST(SortErrorsTest, OrdersByPositionAndKeepsUnknownLast) {
   std::vector<ConfigError> errors = {
       {{"f", 0, 0}, "nowhere"}, {{"f", 3, 1}, "c"}, {{"f", 1, 9}, "b"}, {{"f", 1, 2}, "a"}};
