@@ -4,7 +4,7 @@
 JOBS ?= $(shell nproc)
 CTEST_JOBS ?= 2
 
-.PHONY: all deps build build-debug build-asan run test test-unit test-asan bench clean format
+.PHONY: all deps build build-debug build-asan run test test-asan bench bench-chain clean format
 
 all: build
 
@@ -38,6 +38,11 @@ test-asan: build-asan
 # Remora vs HAProxy vs nginx under wrk; prints medians and ratios.
 bench: build
 	@python3 perf/bench.py
+
+# The resilience chain's cost: Remora bare vs with retry+breaker+bulkhead+weighted LB, and HAProxy
+# bare vs with retries, redispatch, health checks and weights.
+bench-chain: build
+	@python3 perf/bench.py --targets remora,remora-chain,haproxy,haproxy-chain
 
 format:
 	@git ls-files '*.cc' '*.h' | xargs clang-format -i

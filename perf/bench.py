@@ -51,9 +51,10 @@ from typing import Callable
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO / "perf" / "results"
 
-ALL_TARGETS = ["direct", "remora", "haproxy", "nginx"]  # + REMORA_VARIANTS keys, added below
+# + REMORA_VARIANTS keys, added below
+ALL_TARGETS = ["direct", "remora", "haproxy", "nginx", "haproxy-chain"]
 DEFAULT_TARGETS = ["direct", "remora", "haproxy", "nginx"]
-PROXY_BASELINES = ["haproxy", "nginx"]  # ratios are computed against these
+PROXY_BASELINES = ["haproxy", "nginx", "haproxy-chain"]  # ratios are computed against these
 
 BODIES = {"6b": b"hello\n", "16k": (b"0123456789abcdef" * 1024)}  # 6 B and 16384 B
 assert len(BODIES["6b"]) == 6 and len(BODIES["16k"]) == 16384
@@ -478,6 +479,39 @@ backend be
 """
 
 
+def haproxy_chain_conf(port: int, upstream_ports: list[int]) -> str:
+    """HAProxy with what Remora's chain does: retries with redispatch, active health checks,
+    weighted round robin over the two upstream ports (1:3), a server maxconn as the bulkhead."""
+    return f"""# HAProxy, resilience on: retries + redispatch, health checks, weights 1:3, maxconn per server
+global
+    nbthread 1
+    maxconn 8192
+
+defaults
+    mode http
+    option http-keep-alive
+    http-reuse always
+    timeout connect 1s
+    timeout client 60s
+    timeout server 2s
+    timeout http-keep-alive 300s
+    timeout http-request 10s
+    retries 2
+    option redispatch
+    retry-on conn-failure empty-response response-timeout 502 503 504
+
+frontend fe
+    bind 127.0.0.1:{port} backlog 4096
+    default_backend be
+
+backend be
+    balance roundrobin
+    option httpchk GET /6b
+    server up1 127.0.0.1:{upstream_ports[0]} weight 1 check inter 1s fall 3 rise 2 maxconn 1024
+    server up2 127.0.0.1:{upstream_ports[1]} weight 3 check inter 1s fall 3 rise 2 maxconn 1024
+"""
+
+
 def remora_conf(listen_port: int, admin_port: int, upstream_ports: list[int]) -> str:
     """Plain Remora: one route prefix / -> cluster upstream (contract section 2)."""
     return f"""# Remora: 1 worker, one route -> one endpoint (pooled keep-alive by default)
@@ -619,10 +653,11 @@ def start_target(name: str, env: Env, servers: list[Server]) -> Target:
         t = Target(name, port=port, server=srv)
         wait_ready(srv, admin_ready(admin), f"GET http://127.0.0.1:{admin}/ready == 200",
                    READY_TIMEOUT_S)
-    elif name == "haproxy":
+    elif name in ("haproxy", "haproxy-chain"):
         (port,) = free_ports(1)
         cfg = d / "haproxy.cfg"
-        cfg.write_text(haproxy_conf(port, env.upstream_ports[0]))
+        cfg.write_text(haproxy_conf(port, env.upstream_ports[0]) if name == "haproxy"
+                       else haproxy_chain_conf(port, env.upstream_ports))
         srv = Server(name, env.pin.prefix(env.pin.proxy) + ["haproxy", "-db", "-f", str(cfg)],
                      d / "haproxy.log")
         servers.append(srv)
@@ -886,6 +921,13 @@ def build_report(args, env: Env, targets: list[Target], results: dict, errors: l
                 md.append(f"| {n} | {fmt_rps(rps)} | {fmt_ms(p50)} | {fmt_ms(p99)} | {fmt_pct(pcpu)} | "
                           f"{fmt_pct(ucpu)} | {spread} | {errs} |")
             ratio_lines = []
+            # The chain's own cost: each flavour against the bare proxy of the same run.
+            if "remora-chain" in med and "remora" in med:
+                ratio_lines.append("remora-chain/remora: req/s "
+                                   f"{fmt_ratio(ratio(med['remora-chain'][0], med['remora'][0]))}")
+            if "haproxy-chain" in med and "haproxy" in med:
+                ratio_lines.append("haproxy-chain/haproxy: req/s "
+                                   f"{fmt_ratio(ratio(med['haproxy-chain'][0], med['haproxy'][0]))}")
             for rn in remoras:
                 for base in PROXY_BASELINES:
                     if base in med:
