@@ -430,4 +430,6 @@ bool HttpClient::waitReadable(Duration timeout) {
   return ::poll(&pfd, 1, static_cast<int>(timeout.count())) > 0;
 }
 
+bool HttpClient::shutdownWrite() { return fd_ >= 0 && ::shutdown(fd_, SHUT_WR) == 0; }
+
 }  // namespace remora::itest

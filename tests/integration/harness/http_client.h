@@ -106,6 +106,9 @@ class HttpClient {
   // True once the server has sent something (or closed), waiting up to `timeout`.
   bool waitReadable(Duration timeout);
 
+  // Half-closes the connection (FIN): the server sees EOF but may still answer.
+  bool shutdownWrite();
+
   bool connected() const { return fd_ >= 0; }
   void close();
   // TCP connections this client has opened so far.

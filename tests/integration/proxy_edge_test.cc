@@ -1,0 +1,177 @@
+// Remora end to end, the less travelled paths: pipelining, HTTP/1.0, half-closed clients,
+// transfer codings, 100-continue, the JSON access log, listeners added by a reload.
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "harness.h"
+
+#ifndef REMORA_TARGET_DEFINED
+#define REMORA_TARGET_DEFINED 0
+#endif
+
+namespace remora::itest {
+namespace {
+
+constexpr std::string_view kConfig = R"(
+admin: { address: ${ADMIN} }
+workers: 1
+drain_timeout: 5s
+${ACCESS_LOG}
+listeners:
+  - name: ingress
+    address: ${LISTEN}
+    routes:
+      - match: { prefix: / }
+        cluster: main
+        timeout: 5s
+clusters:
+  - name: main
+    endpoints: [ { address: ${UP} } ]
+)";
+
+class ProxyEdgeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!REMORA_TARGET_DEFINED) GTEST_SKIP() << "the build has no `remora` target yet";
+    ASSERT_TRUE(up_.start());
+  }
+  void start(const std::string& access_log = "") {
+    ASSERT_TRUE(remora_.start(kConfig, {{"UP", up_.address()}, {"ACCESS_LOG", access_log}}));
+  }
+  TempDir tmp_;
+  FakeUpstream up_{tmp_, "main"};
+  RemoraProcess remora_{tmp_};
+};
+
+TEST_F(ProxyEdgeTest, PipelinedRequestsAreAnsweredInOrder) {
+  start();
+  HttpClient client = remora_.client();
+  std::string batch;
+  for (int i = 0; i < 20; ++i) {
+    batch += "GET /p" + std::to_string(i) + " HTTP/1.1\r\nhost: x\r\n\r\n";
+  }
+  ASSERT_TRUE(client.sendRaw(batch));
+  for (int i = 0; i < 20; ++i) {
+    Response r = client.readResponse();
+    ASSERT_TRUE(r.ok()) << "response " << i << ": " << r.error;
+    EXPECT_EQ(r.status, 200);
+    auto echo = nlohmann::json::parse(r.body, nullptr, false);
+    ASSERT_FALSE(echo.is_discarded()) << r.body;
+    EXPECT_EQ(echo.value("path", ""), "/p" + std::to_string(i));
+  }
+  EXPECT_EQ(client.connectionsOpened(), 1);
+}
+
+TEST_F(ProxyEdgeTest, Http10ClientGetsCloseDelimitedBodyIntact) {
+  start();
+  HttpClient client = remora_.client();
+  ASSERT_TRUE(client.sendRaw("GET /old HTTP/1.0\r\nx-fake-chunked: 1\r\nx-fake-body-size: 5000\r\n\r\n"));
+  Response r = client.readResponse();
+  ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body.size(), 5000u);
+  EXPECT_FALSE(r.chunked) << "HTTP/1.0 clients do not understand chunked";
+  EXPECT_EQ(sha256Hex(r.body), r.header("x-response-sha256"));
+  EXPECT_TRUE(client.waitServerClosed());
+}
+
+TEST_F(ProxyEdgeTest, HalfClosedClientStillGetsItsResponse) {
+  start();
+  HttpClient client = remora_.client();
+  ASSERT_TRUE(client.sendRaw("GET /half HTTP/1.1\r\nhost: x\r\nx-fake-delay-ms: 100\r\n\r\n"));
+  ASSERT_TRUE(client.shutdownWrite());
+  Response r = client.readResponse();
+  ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_EQ(r.status, 200);
+  EXPECT_TRUE(client.waitServerClosed());
+}
+
+TEST_F(ProxyEdgeTest, UnsupportedTransferCodingGets501) {
+  start();
+  HttpClient client = remora_.client();
+  ASSERT_TRUE(client.sendRaw(
+      "POST /gz HTTP/1.1\r\nhost: x\r\ntransfer-encoding: gzip, chunked\r\n\r\n0\r\n\r\n"));
+  Response r = client.readResponse();
+  ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_EQ(r.status, 501);
+  EXPECT_TRUE(client.waitServerClosed());
+  EXPECT_EQ(up_.stats()->requests, 0u);
+}
+
+TEST_F(ProxyEdgeTest, ExpectContinueIsAnsweredByTheProxy) {
+  start();
+  HttpClient client = remora_.client();
+  ASSERT_TRUE(client.sendRaw(
+      "POST /up HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\nexpect: 100-continue\r\n\r\n"));
+  // The proxy answers "100 Continue" before any body byte was sent (readResponse() below skips
+  // interim responses, as clients do).
+  ASSERT_TRUE(client.waitReadable(Duration(2000))) << "no 100 Continue while the body was held";
+  ASSERT_TRUE(client.sendRaw("hello"));
+  Response r = client.readResponse();
+  ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.header("x-body-length"), "5");
+  auto echo = nlohmann::json::parse(r.body, nullptr, false);
+  ASSERT_FALSE(echo.is_discarded());
+  EXPECT_FALSE(echo["headers"].contains("expect")) << "the expectation was forwarded";
+}
+
+TEST_F(ProxyEdgeTest, AccessLogWritesOneJsonLinePerRequest) {
+  std::string path = (tmp_.path() / "access.log").string();
+  start("access_log: { path: " + path + " }");
+  HttpClient client = remora_.client();
+  ASSERT_EQ(client.get("/a", {{"x-request-id", "rid-1"}}).status, 200);
+  ASSERT_EQ(client.get("/b", {{"x-fake-status", "503"}}).status, 503);
+  std::vector<nlohmann::json> lines;
+  ASSERT_TRUE(waitFor([&] {
+    lines.clear();
+    std::istringstream in(readFile(path));
+    for (std::string line; std::getline(in, line);) {
+      auto j = nlohmann::json::parse(line, nullptr, false);
+      if (!j.is_discarded()) lines.push_back(j);
+    }
+    return lines.size() >= 2;
+  }, Duration(5000)));
+  ASSERT_EQ(lines.size(), 2u);
+  EXPECT_EQ(lines[0]["path"], "/a");
+  EXPECT_EQ(lines[0]["status"], 200);
+  EXPECT_EQ(lines[0]["request_id"], "rid-1");
+  EXPECT_EQ(lines[0]["cluster"], "main");
+  EXPECT_EQ(lines[0]["attempts"], 1);
+  EXPECT_EQ(lines[1]["status"], 503);
+  EXPECT_TRUE(lines[1].contains("duration_ms"));
+}
+
+TEST_F(ProxyEdgeTest, ListenerAddedByReloadAcceptsAndOldOneKeepsConnections) {
+  start();
+  HttpClient kept = remora_.client();
+  ASSERT_EQ(kept.get("/before").status, 200);
+  uint16_t second = freePort();
+  ASSERT_TRUE(remora_.reload(R"(
+admin: { address: ${ADMIN} }
+workers: 1
+listeners:
+  - name: ingress
+    address: ${LISTEN}
+    routes: [ { match: { prefix: / }, cluster: main } ]
+  - name: second
+    address: 127.0.0.1:${SECOND}
+    routes: [ { match: { prefix: / }, cluster: main } ]
+clusters:
+  - name: main
+    endpoints: [ { address: ${UP} } ]
+)",
+                             {{"UP", up_.address()}, {"SECOND", std::to_string(second)}}));
+  HttpClient fresh(second);
+  EXPECT_TRUE(waitFor([&] { return fresh.get("/new").status == 200; }, Duration(5000)));
+  Response r = kept.get("/after");
+  ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(kept.connectionsOpened(), 1) << "the reload dropped a kept listener's connection";
+}
+
+}  // namespace
+}  // namespace remora::itest
