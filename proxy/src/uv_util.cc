@@ -70,7 +70,11 @@ void Timer::enable(std::chrono::milliseconds delay) {
       handle_,
       [](uv_timer_t* t) {
         auto* self = static_cast<Timer*>(t->data);
-        if (self != nullptr) self->cb_();
+        if (self == nullptr) return;
+        // The callback may destroy this Timer (a timeout that ends the request that owns it):
+        // run a copy, so nothing it needs dies under it. Timers fire rarely; the copy is cheap.
+        std::function<void()> cb = self->cb_;
+        cb();
       },
       static_cast<uint64_t>(delay.count() < 0 ? 0 : delay.count()), 0);
 }
