@@ -1,0 +1,57 @@
+#pragma once
+
+// Writing JSON text directly into a string. The state file is rewritten on every change, and
+// building an nlohmann::json tree of the whole state first costs several times more than the
+// text itself (allocations per key); this keeps the write path lean. Reading still uses
+// nlohmann::json.
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace remora::control {
+
+// Appends `s` as a JSON string literal. `s` must be UTF-8 (everything the control plane stores
+// is: validated names and addresses, JSON-parsed metadata, nlohmann-dumped policies).
+inline void appendJsonString(std::string& out, std::string_view s) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out.push_back('"');
+  for (char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (u < 0x20) {
+          out += "\\u00";
+          out.push_back(kHex[u >> 4]);
+          out.push_back(kHex[u & 15]);
+        } else {
+          out.push_back(c);
+        }
+    }
+  }
+  out.push_back('"');
+}
+
+// `"key":` (with a leading comma unless `first`).
+inline void appendJsonKey(std::string& out, std::string_view key, bool first = false) {
+  if (!first) out.push_back(',');
+  appendJsonString(out, key);
+  out.push_back(':');
+}
+
+}  // namespace remora::control
