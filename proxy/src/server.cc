@@ -51,6 +51,19 @@ std::string createListenSockets(const config::Address& address, size_t count,
   return {};
 }
 
+namespace {
+
+// A config error without a position (built field by field: GCC 12 misreports brace-initialised
+// nested aggregates as maybe-uninitialized).
+config::ConfigError configError(std::string source, std::string reason) {
+  config::ConfigError e;
+  e.loc.file = std::move(source);
+  e.reason = std::move(reason);
+  return e;
+}
+
+}  // namespace
+
 Server::Server(ServerOptions options) : options_(std::move(options)) { uv_loop_init(&loop_); }
 
 Server::~Server() { uv_loop_close(&loop_); }
@@ -66,8 +79,8 @@ config::LoadResult Server::loadConfig() {
       auto addr = config::parseAddress(options_.control_plane);
       if (!addr) {
         result.config = nullptr;
-        result.errors.push_back(
-            {{"--control-plane", 0, 0}, "expected host:port, got \"" + options_.control_plane + "\""});
+        result.errors.push_back(configError(
+            "--control-plane", "expected host:port, got \"" + options_.control_plane + "\""));
         return result;
       }
       config::ControlPlane cp = copy->control_plane.value_or(config::ControlPlane{});
@@ -236,7 +249,7 @@ std::string Server::onDiscoveryUpdate(const DiscoveryClient::Update& update) {
     try {
       node = YAML::Load(j.dump());
     } catch (const YAML::Exception& e) {
-      errors.push_back({{"control-plane", 0, 0}, std::string("unreadable cluster: ") + e.what()});
+      errors.push_back(configError("control-plane", std::string("unreadable cluster: ") + e.what()));
       continue;
     }
     std::optional<config::Cluster> c =
