@@ -67,6 +67,18 @@ struct DiscoveryClient::Stream {
     auto* s = static_cast<Stream*>(h->data);
     if (--s->open_handles == 0) delete s;
   }
+  void init(uv_loop_t* loop) {
+    uv_tcp_init(loop, &tcp);
+    uv_timer_init(loop, &timer);
+    tcp.data = this;
+    timer.data = this;
+    connect_req.data = this;
+    write_req.data = this;
+    llhttp_init(&parser, HTTP_RESPONSE, &settings);
+    parser.data = this;
+  }
+  // Connects, sends `request`, and feeds what comes back to the parser. Failures close().
+  void open(const config::Address& server);
   void armIdle(uint64_t ms) {
     uv_timer_start(
         &timer,
@@ -143,11 +155,7 @@ void DiscoveryClient::connect() {
   auto* s = new Stream();
   s->owner = this;
   stream_ = s;
-  uv_tcp_init(loop_, &s->tcp);
-  uv_timer_init(loop_, &s->timer);
-  s->tcp.data = s;
-  s->timer.data = s;
-  s->connect_req.data = s;
+  s->init(loop_);  // llhttp keeps a pointer to s->settings, filled in below
   s->request = "GET /v1/discovery?node=" + percentEncode(node_id_) + " HTTP/1.1\r\nhost: " +
                server_.str() + "\r\n" + authHeader() + "accept: application/x-ndjson\r\n\r\n";
   llhttp_settings_init(&s->settings);
@@ -175,19 +183,21 @@ void DiscoveryClient::connect() {
     if (st->line.size() > kMaxLineBytes) return -1;
     return 0;
   };
-  llhttp_init(&s->parser, HTTP_RESPONSE, &s->settings);
-  s->parser.data = s;
 
+  s->open(server_);
+}
+
+void DiscoveryClient::Stream::open(const config::Address& server) {
   sockaddr_storage ss{};
   socklen_t len = 0;
-  std::string err = resolveAddress(server_, ss, len);
+  std::string err = resolveAddress(server, ss, len);
   if (!err.empty()) {
-    s->close("cannot resolve the control plane address: " + err);
+    close("cannot resolve the control plane address: " + err);
     return;
   }
-  s->armIdle(kConnectTimeoutMs);
+  armIdle(kConnectTimeoutMs);
   int rc = uv_tcp_connect(
-      &s->connect_req, &s->tcp, reinterpret_cast<const sockaddr*>(&ss),
+      &connect_req, &tcp, reinterpret_cast<const sockaddr*>(&ss),
       [](uv_connect_t* req, int status) {
         auto* st = static_cast<Stream*>(req->data);
         if (st->closing) return;
@@ -196,7 +206,6 @@ void DiscoveryClient::connect() {
           return;
         }
         uv_buf_t b = uv_buf_init(st->request.data(), static_cast<unsigned>(st->request.size()));
-        st->write_req.data = st;
         uv_write(&st->write_req, reinterpret_cast<uv_stream_t*>(&st->tcp), &b, 1,
                  [](uv_write_t* w, int wst) {
                    auto* sw = static_cast<Stream*>(w->data);
@@ -218,7 +227,7 @@ void DiscoveryClient::connect() {
                 return;
               }
               if (nread == 0) return;
-              sp->armIdle(kStreamIdleTimeoutMs);
+              sp->armIdle(sp->is_ack ? kConnectTimeoutMs : kStreamIdleTimeoutMs);
               llhttp_errno_t e = llhttp_execute(&sp->parser, buf->base, static_cast<size_t>(nread));
               if (sp->closing) return;
               if (sp->status != 0 && sp->status != 200 && !sp->is_ack) {
@@ -229,7 +238,7 @@ void DiscoveryClient::connect() {
               if (e != HPE_OK) sp->close("invalid HTTP from the control plane");
             });
       });
-  if (rc != 0) s->close("connect: " + uvError(rc));
+  if (rc != 0) close("connect: " + uvError(rc));
 }
 
 void DiscoveryClient::onStreamClosed(const std::string& why) {
@@ -278,11 +287,7 @@ void DiscoveryClient::sendAck(const std::string& version, const std::string& non
   std::string payload = body.dump();
   auto* s = new Stream();
   s->is_ack = true;
-  uv_tcp_init(loop_, &s->tcp);
-  uv_timer_init(loop_, &s->timer);
-  s->tcp.data = s;
-  s->timer.data = s;
-  s->connect_req.data = s;
+  s->init(loop_);  // llhttp keeps a pointer to s->settings, filled in below
   s->request = "POST /v1/discovery/ack HTTP/1.1\r\nhost: " + server_.str() + "\r\n" +
                authHeader() + "content-type: application/json\r\ncontent-length: " +
                std::to_string(payload.size()) + "\r\nconnection: close\r\n\r\n" + payload;
@@ -299,50 +304,7 @@ void DiscoveryClient::sendAck(const std::string& version, const std::string& non
     st->close("");
     return HPE_PAUSED;
   };
-  llhttp_init(&s->parser, HTTP_RESPONSE, &s->settings);
-  s->parser.data = s;
-  sockaddr_storage ss{};
-  socklen_t len = 0;
-  if (!resolveAddress(server_, ss, len).empty()) {
-    s->close("");
-    return;
-  }
-  s->armIdle(kConnectTimeoutMs);
-  int rc = uv_tcp_connect(
-      &s->connect_req, &s->tcp, reinterpret_cast<const sockaddr*>(&ss),
-      [](uv_connect_t* req, int status) {
-        auto* st = static_cast<Stream*>(req->data);
-        if (st->closing) return;
-        if (status < 0) {
-          spdlog::warn("cannot send ACK/NACK to the control plane: {}", uvError(status));
-          st->close("");
-          return;
-        }
-        uv_buf_t b = uv_buf_init(st->request.data(), static_cast<unsigned>(st->request.size()));
-        st->write_req.data = st;
-        uv_write(&st->write_req, reinterpret_cast<uv_stream_t*>(&st->tcp), &b, 1,
-                 [](uv_write_t* w, int wst) {
-                   auto* sw = static_cast<Stream*>(w->data);
-                   if (wst < 0 && !sw->closing) sw->close("write: " + uvError(wst));
-                 });
-        uv_read_start(
-            reinterpret_cast<uv_stream_t*>(&st->tcp),
-            [](uv_handle_t*, size_t suggested, uv_buf_t* buf) {
-              buf->base = new char[suggested];
-              buf->len = suggested;
-            },
-            [](uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
-              auto* sp = static_cast<Stream*>(stream->data);
-              std::unique_ptr<char[]> owned(buf->base);
-              if (sp->closing) return;
-              if (nread < 0) {
-                sp->close("");
-                return;
-              }
-              llhttp_execute(&sp->parser, buf->base, static_cast<size_t>(nread));
-            });
-      });
-  if (rc != 0) s->close("");
+  s->open(server_);
 }
 
 }  // namespace remora

@@ -602,14 +602,7 @@ void ActiveStream::cleanupUpstream() {
 
 void ActiveStream::sendFallbackOrError(FallbackReason reason, int status,
                                        std::string_view detail) {
-  if (complete_) return;
-  cleanupUpstream();
-  endAttempt(false, false);
-  if (response_started_) {
-    complete_ = true;
-    conn_.close();
-    return;
-  }
+  if (abandonUpstreamForLocalAnswer()) return;
   route_->stats->fallback[static_cast<size_t>(reason)].inc();
   const std::optional<config::Fallback>& fb = route_->config->fallback;
   if (fb && route_->fallback_cluster != nullptr && !fallback_reason_) {
@@ -647,15 +640,21 @@ void ActiveStream::sendFallbackOrError(FallbackReason reason, int status,
   sendResponse(status, body, &extra, false);
 }
 
-void ActiveStream::sendLocalReply(int status, std::string_view reason, bool close_connection) {
-  if (complete_) return;
+bool ActiveStream::abandonUpstreamForLocalAnswer() {
+  if (complete_) return true;
   cleanupUpstream();
   endAttempt(false, false);
   if (response_started_) {
+    // Part of a response already went out: closing is the only honest end.
     complete_ = true;
     conn_.close();
-    return;
+    return true;
   }
+  return false;
+}
+
+void ActiveStream::sendLocalReply(int status, std::string_view reason, bool close_connection) {
+  if (abandonUpstreamForLocalAnswer()) return;
   local_reason_ = std::string(reason);
   std::string body(reason);
   body.push_back('\n');

@@ -113,6 +113,9 @@ class ActiveStream : public UpstreamClient, public StreamFilterCallbacks, public
   void sendBodyEnd();
   void writeUpstream(const uv_buf_t* bufs, unsigned n);
   void cleanupUpstream();
+  // Common start of answering locally: drop the upstream side of the request. Returns true when
+  // the request is over already (answered, or a response had started and the connection closed).
+  bool abandonUpstreamForLocalAnswer();
   void sendResponse(int status, std::string_view body, const http::HeaderMap* extra_headers,
                     bool close_connection);
   void finish(bool close_connection);
