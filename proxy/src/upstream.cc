@@ -413,7 +413,10 @@ void ConnectionPool::servePending() {
 }
 
 void ConnectionPool::release(UpstreamConnection* conn, bool reusable) {
-  bool keep = reusable && !draining_ && idle_.size() < max_idle_;
+  // No separate idle cap: max_connections bounds the pool, and closing idle connections below it
+  // only makes the next burst reconnect (at 256 concurrent clients a cap of 128 churned half of
+  // the upstream connections).
+  bool keep = reusable && !draining_;
   if (keep) {
     conn->state_ = UpstreamConnection::State::Idle;
     // An idle connection always reads, so that an upstream close is noticed at once.

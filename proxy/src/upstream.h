@@ -178,7 +178,6 @@ class ConnectionPool {
   std::chrono::milliseconds connect_timeout_{1000};
   uint32_t max_connections_ = 1024;
   uint32_t max_pending_ = 1024;
-  uint32_t max_idle_ = 128;
   std::list<UpstreamConnection*> connections_;  // every open connection, owned
   std::deque<UpstreamConnection*> idle_;        // most recently used at the back
   std::deque<std::shared_ptr<PendingRequest>> pending_;
