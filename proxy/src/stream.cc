@@ -33,6 +33,18 @@ std::string rfc3339Now() {
   return buf;
 }
 
+// One chunk of a chunked body as three buffers for a vectored write: size line, data, CRLF.
+struct ChunkFrame {
+  ChunkFrame(const char* data, size_t len) {
+    int n = std::snprintf(size_line, sizeof(size_line), "%zx\r\n", len);
+    bufs[0] = uv_buf_init(size_line, static_cast<unsigned>(n));
+    bufs[1] = uv_buf_init(const_cast<char*>(data), static_cast<unsigned>(len));
+    bufs[2] = uv_buf_init(const_cast<char*>("\r\n"), 2);
+  }
+  char size_line[24];
+  uv_buf_t bufs[3];
+};
+
 const char* failureName(UpstreamFailure f) {
   switch (f) {
     case UpstreamFailure::ConnectFailure: return "connect failure";
@@ -353,13 +365,8 @@ void ActiveStream::sendBody() {
   for (size_t i = body_sent_; i < body_.size() && upstream_ != nullptr; ++i) {
     const std::string& chunk = body_[i];
     if (head_.chunked) {
-      char size_line[24];
-      int n = std::snprintf(size_line, sizeof(size_line), "%zx\r\n", chunk.size());
-      uv_buf_t bufs[3] = {uv_buf_init(size_line, static_cast<unsigned>(n)),
-                          uv_buf_init(const_cast<char*>(chunk.data()),
-                                      static_cast<unsigned>(chunk.size())),
-                          uv_buf_init(const_cast<char*>("\r\n"), 2)};
-      writeUpstream(bufs, 3);
+      ChunkFrame frame(chunk.data(), chunk.size());
+      writeUpstream(frame.bufs, 3);
     } else {
       uv_buf_t b = uv_buf_init(const_cast<char*>(chunk.data()), static_cast<unsigned>(chunk.size()));
       writeUpstream(&b, 1);
@@ -526,12 +533,8 @@ void ActiveStream::onResponseBody(const char* data, size_t len) {
   if (complete_ || framing_ == Framing::None) return;
   bytes_sent_ += len;
   if (framing_ == Framing::Chunked) {
-    char size_line[24];
-    int n = std::snprintf(size_line, sizeof(size_line), "%zx\r\n", len);
-    uv_buf_t bufs[3] = {uv_buf_init(size_line, static_cast<unsigned>(n)),
-                        uv_buf_init(const_cast<char*>(data), static_cast<unsigned>(len)),
-                        uv_buf_init(const_cast<char*>("\r\n"), 2)};
-    conn_.write(bufs, 3);
+    ChunkFrame frame(data, len);
+    conn_.write(frame.bufs, 3);
   } else {
     uv_buf_t b = uv_buf_init(const_cast<char*>(data), static_cast<unsigned>(len));
     conn_.write(&b, 1);
