@@ -159,33 +159,37 @@ void Worker::onPoolEmpty(ConnectionPool* pool) {
   });
 }
 
+namespace {
+
+// What the load balancer sees of each endpoint right now: healthy, breaker admitting, not refused
+// earlier in this pick.
+void fillHosts(const ClusterInfo& cluster, const std::vector<int>& refused,
+               std::vector<lb::LbHost>& hosts) {
+  hosts.resize(cluster.endpoints.size());
+  for (size_t i = 0; i < hosts.size(); ++i) {
+    const EndpointInfo& e = cluster.endpoints[i];
+    hosts[i].weight = e.config.weight;
+    hosts[i].available = e.runtime->healthy.load(std::memory_order_relaxed) &&
+                         (!e.breaker || e.breaker->isAvailable());
+    hosts[i].active_requests = &e.runtime->active_requests;
+  }
+  for (int r : refused) hosts[static_cast<size_t>(r)].available = false;
+}
+
+}  // namespace
+
 int Worker::pickEndpoint(const ClusterInfo& cluster, int exclude, const std::vector<int>& refused) {
   // A request may hold a cluster of an older snapshot than the worker's: match by identity.
   if (cluster.index >= cluster_lbs_.size() || !snapshot_ ||
       snapshot_->clusters()[cluster.index].get() != &cluster) {
     // Rare (a request that outlived a reload and retries): fall back to a fresh balancer.
     auto lb = lb::createLoadBalancer(cluster.config->lb_policy, cluster.endpoints.size(), id_);
-    std::vector<lb::LbHost> hosts(cluster.endpoints.size());
-    for (size_t i = 0; i < hosts.size(); ++i) {
-      const EndpointInfo& e = cluster.endpoints[i];
-      hosts[i] = {e.config.weight,
-                  e.runtime->healthy.load(std::memory_order_relaxed) &&
-                      (!e.breaker || e.breaker->isAvailable()) &&
-                      std::find(refused.begin(), refused.end(), static_cast<int>(i)) ==
-                          refused.end(),
-                  &e.runtime->active_requests};
-    }
+    std::vector<lb::LbHost> hosts;
+    fillHosts(cluster, refused, hosts);
     return lb->pick(hosts, exclude, rng_());
   }
   ClusterLb& clb = cluster_lbs_[cluster.index];
-  for (size_t i = 0; i < clb.hosts.size(); ++i) {
-    const EndpointInfo& e = cluster.endpoints[i];
-    clb.hosts[i].weight = e.config.weight;
-    clb.hosts[i].available = e.runtime->healthy.load(std::memory_order_relaxed) &&
-                             (!e.breaker || e.breaker->isAvailable());
-    clb.hosts[i].active_requests = &e.runtime->active_requests;
-  }
-  for (int r : refused) clb.hosts[static_cast<size_t>(r)].available = false;
+  fillHosts(cluster, refused, clb.hosts);
   return clb.lb->pick(clb.hosts, exclude, rng_());
 }
 
