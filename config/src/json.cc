@@ -57,6 +57,9 @@ json routeJson(const Route& r) {
     for (const HeaderMatch& h : r.match.headers) headers[h.name] = h.value;
     match["headers"] = std::move(headers);
   }
+  if (r.match.client_identity) {
+    match["client_identity"] = *r.match.client_identity;
+  }
   json out = {
       {"name", r.name}, {"match", std::move(match)}, {"timeout", formatDuration(r.timeout)}};
   // `cluster: x` and a single-entry `clusters:` mean the same; print the short form the user most
@@ -87,6 +90,16 @@ json routeJson(const Route& r) {
   return out;
 }
 
+// Only what was set: an empty string would not load back (the parser rejects empty paths).
+json upstreamTlsJson(const UpstreamTls& t) {
+  json tls = json::object();
+  if (!t.ca_file.empty()) tls["ca_file"] = t.ca_file;
+  if (!t.cert_file.empty()) tls["cert_file"] = t.cert_file;
+  if (!t.key_file.empty()) tls["key_file"] = t.key_file;
+  if (!t.sni.empty()) tls["sni"] = t.sni;
+  return tls;
+}
+
 json listenerJson(const Listener& l) {
   json out = {
       {"name", l.name},
@@ -96,7 +109,18 @@ json listenerJson(const Listener& l) {
       {"max_request_headers_kb", l.max_request_headers_kb},
   };
   if (l.tls) {
-    json tls = {{"cert_file", l.tls->cert_file}, {"key_file", l.tls->key_file}};
+    json tls = json::object();
+    if (!l.tls->cert_file.empty()) {
+      tls["cert_file"] = l.tls->cert_file;
+      tls["key_file"] = l.tls->key_file;
+    }
+    if (!l.tls->certificates.empty()) {
+      json certs = json::array();
+      for (const auto& c : l.tls->certificates) {
+        certs.push_back({{"cert_file", c.cert_file}, {"key_file", c.key_file}});
+      }
+      tls["certificates"] = std::move(certs);
+    }
     if (!l.tls->client_ca_file.empty()) tls["client_ca_file"] = l.tls->client_ca_file;
     out["tls"] = std::move(tls);
   }
@@ -153,15 +177,7 @@ json toJson(const Cluster& c) {
                            {"healthy_threshold", hc.healthy_threshold},
                            {"unhealthy_threshold", hc.unhealthy_threshold}};
   }
-  if (c.tls) {
-    // Only what was set: an empty string would not load back (the parser rejects empty paths).
-    json tls = json::object();
-    if (!c.tls->ca_file.empty()) tls["ca_file"] = c.tls->ca_file;
-    if (!c.tls->cert_file.empty()) tls["cert_file"] = c.tls->cert_file;
-    if (!c.tls->key_file.empty()) tls["key_file"] = c.tls->key_file;
-    if (!c.tls->sni.empty()) tls["sni"] = c.tls->sni;
-    out["tls"] = std::move(tls);
-  }
+  if (c.tls) out["tls"] = upstreamTlsJson(*c.tls);
   return out;
 }
 
@@ -178,6 +194,7 @@ json toJson(const Config& config) {
     if (!config.control_plane->token_file.empty()) {
       cp["token_file"] = config.control_plane->token_file;
     }
+    if (config.control_plane->tls) cp["tls"] = upstreamTlsJson(*config.control_plane->tls);
     out["control_plane"] = std::move(cp);
   }
   if (config.access_log) out["access_log"] = {{"path", config.access_log->path}};

@@ -89,6 +89,18 @@ void DownstreamConnection::accept(uv_stream_t* server) {
   listener_stats_ = l->stats;
   listener_stats_->downstream_connections.inc();
   listener_stats_->downstream_connections_active.add(1);
+  if (l->tls) {
+    // The context of the snapshot current at accept time: a rotated certificate applies to new
+    // connections, established ones keep theirs.
+    tls_ = tls::Session::server(l->tls);
+    if (!tls_) {
+      spdlog::error("listener {}: cannot create a TLS session (out of memory?); closing {}",
+                    listener_name_, peer_address_);
+      close();
+      return;
+    }
+    writer_.setTls(tls_.get());
+  }
   setTimer(TimerMode::Idle, l->config->idle_timeout);
   updateReading();
 }
@@ -153,17 +165,7 @@ void DownstreamConnection::onRead(uv_stream_t* s, ssize_t nread, const uv_buf_t*
   }
   if (nread < 0) {
     if (nread == UV_EOF) {
-      self->peer_closed_ = true;
-      if (self->stream_ && !self->stream_->complete()) {
-        // A half-close after a full request is legal: answer, then close. Before the request is
-        // complete it means the client gave up.
-        if (self->parser_paused_) {
-          self->updateReading();
-          return;
-        }
-        self->stream_->onDownstreamReset("client closed the connection before the request ended");
-      }
-      self->close();
+      self->onPeerEof();
       return;
     }
     if (self->stream_ && !self->stream_->complete()) {
@@ -173,7 +175,63 @@ void DownstreamConnection::onRead(uv_stream_t* s, ssize_t nread, const uv_buf_t*
     self->close();
     return;
   }
+  if (self->tls_) {
+    self->onTlsInput(buf->base, static_cast<size_t>(nread));
+    return;
+  }
   self->processInput(buf->base, static_cast<size_t>(nread));
+}
+
+void DownstreamConnection::onPeerEof() {
+  peer_closed_ = true;
+  if (stream_ && !stream_->complete()) {
+    // A half-close after a full request is legal: answer, then close. Before the request is
+    // complete it means the client gave up.
+    if (parser_paused_) {
+      updateReading();
+      return;
+    }
+    stream_->onDownstreamReset("client closed the connection before the request ended");
+  }
+  close();
+}
+
+void DownstreamConnection::onTlsInput(const char* data, size_t len) {
+  tls_->receive(data, len);
+  // The ciphertext is in the session now, so the worker's read buffer can take the plaintext.
+  uv_buf_t plain = worker_.readBuffer();
+  while (!closing_) {
+    ssize_t n = tls_->read(plain.base, plain.len);
+    if (n > 0) {
+      if (peer_identity_ == nullptr) onTlsEstablished();
+      processInput(plain.base, static_cast<size_t>(n));
+      continue;
+    }
+    if (n == tls::Session::kWantMore) break;
+    if (n == tls::Session::kClosed) {
+      onPeerEof();
+      return;
+    }
+    // Fatal: a failed handshake (no or untrusted client certificate, no shared cipher) or a
+    // corrupt record. Send the alert OpenSSL queued, then close.
+    if (peer_identity_ == nullptr && listener_stats_ != nullptr) {
+      listener_stats_->tls_handshake_errors.inc();
+    }
+    spdlog::debug("listener {}: TLS with {} failed: {}", listener_name_, peer_address_,
+                  tls_->error());
+    if (stream_ && !stream_->complete()) stream_->onDownstreamReset(tls_->error());
+    writer_.flushTls();
+    closing_ = true;
+    startLingeringClose();
+    return;
+  }
+  if (peer_identity_ == nullptr && tls_->handshakeDone()) onTlsEstablished();
+  if (int rc = writer_.flushTls(); rc != 0) onWriteError(rc);
+}
+
+void DownstreamConnection::onTlsEstablished() {
+  peer_identity_ = &tls_->peer();
+  if (listener_stats_ != nullptr) listener_stats_->tls_handshakes.inc();
 }
 
 void DownstreamConnection::processInput(const char* data, size_t len) {
@@ -283,6 +341,11 @@ void DownstreamConnection::closeAfterFlush() {
   if (peer_closed_) {
     close();
     return;
+  }
+  // close_notify first on TLS, so the client can tell our close from a truncation attack.
+  if (tls_ && tls_->handshakeDone()) {
+    tls_->shutdown();
+    writer_.flushTls();
   }
   // Send FIN, keep reading (and discarding) until the client closes or the linger time passes.
   shutdown_req_.data = this;

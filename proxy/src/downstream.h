@@ -43,6 +43,11 @@ class DownstreamConnection : public WriteCallbacks {
   void onStreamComplete(bool close_connection);
   const std::string& peerAddress() const { return peer_address_; }
   const std::string& peerIp() const { return peer_ip_; }
+  bool isTls() const { return tls_ != nullptr; }
+  // The verified client certificate (mTLS listeners), else null.
+  const tls::PeerIdentity* peerIdentity() const {
+    return peer_identity_ != nullptr && peer_identity_->verified ? peer_identity_ : nullptr;
+  }
 
   // WriteCallbacks
   void onWriteProgress() override;
@@ -54,6 +59,9 @@ class DownstreamConnection : public WriteCallbacks {
   const ListenerInfo* currentListener();
   void setTimer(TimerMode mode, std::chrono::milliseconds timeout);
   void processInput(const char* data, size_t len);
+  void onTlsInput(const char* data, size_t len);
+  void onTlsEstablished();
+  void onPeerEof();
   void processPipelined();
   void onParseError(llhttp_errno_t err);
   void localReplyAndClose(int status, std::string_view reason);
@@ -112,6 +120,8 @@ class DownstreamConnection : public WriteCallbacks {
   uint32_t read_paused_ = 0;
   std::string peer_address_;
   std::string peer_ip_;
+  tls::SessionPtr tls_;  // set on TLS listeners; writer_ encrypts through it
+  const tls::PeerIdentity* peer_identity_ = nullptr;  // owned by tls_, set after the handshake
 };
 
 }  // namespace remora

@@ -20,16 +20,17 @@ struct HealthChecker::Target {
   uint32_t failures = 0;
 };
 
-// One check: connect, send the request, read the status line. Owns its handles; frees itself when
-// both are closed. `target` is cleared when the Target goes away first.
+// One check: connect (and, for a TLS cluster, handshake), send the request, read the status
+// line. Owns its handles; frees itself when both are closed. `target` is cleared when the Target
+// goes away first.
 struct HealthChecker::Probe {
   Target* target = nullptr;
   uv_tcp_t tcp;
   uv_timer_t timeout;
   uv_connect_t connect_req;
-  uv_write_t write_req;
   std::string request;
   std::string response;
+  tls::SessionPtr tls;
   int open_handles = 2;
   bool done = false;
 
@@ -49,6 +50,107 @@ struct HealthChecker::Probe {
   static void onClose(uv_handle_t* h) {
     auto* p = static_cast<Probe*>(h->data);
     if (--p->open_handles == 0) delete p;
+  }
+
+  // Writes bytes the probe owns until the write completes (write callbacks run before close
+  // callbacks, so the probe outlives them).
+  void send(std::string_view data) {
+    struct Req {
+      uv_write_t req;
+      std::string data;
+      Probe* probe;
+    };
+    if (data.empty() || done) return;
+    auto* r = new Req{{}, std::string(data), this};
+    r->req.data = r;
+    uv_buf_t b = uv_buf_init(r->data.data(), static_cast<unsigned>(r->data.size()));
+    int rc = uv_write(&r->req, reinterpret_cast<uv_stream_t*>(&tcp), &b, 1,
+                      [](uv_write_t* w, int st) {
+                        auto* req = static_cast<Req*>(w->data);
+                        Probe* pr = req->probe;
+                        delete req;
+                        if (st < 0 && !pr->done) pr->finish(false, "write: " + uvError(st));
+                      });
+    if (rc != 0) {
+      delete r;
+      finish(false, "write: " + uvError(rc));
+    }
+  }
+  void sendTlsOutput() {
+    if (!tls->hasOutput()) return;
+    send(tls->output());
+    tls->clearOutput();
+  }
+
+  void onConnected() {
+    if (tls) {
+      if (tls->handshake() < 0) {
+        finish(false, tls->error());
+        return;
+      }
+      sendTlsOutput();
+    } else {
+      send(request);
+    }
+    uv_read_start(
+        reinterpret_cast<uv_stream_t*>(&tcp),
+        [](uv_handle_t*, size_t suggested, uv_buf_t* buf) {
+          buf->base = new char[suggested];
+          buf->len = suggested;
+        },
+        [](uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
+          auto* pr = static_cast<Probe*>(s->data);
+          if (!pr->done) pr->onRead(buf->base, nread);
+          delete[] buf->base;
+        });
+  }
+
+  void onRead(char* data, ssize_t nread) {
+    if (tls && nread > 0) {
+      tls->receive(data, static_cast<size_t>(nread));
+      if (response.empty() && request.size() > 0 && !tls->handshakeDone()) {
+        int rc = tls->handshake();
+        sendTlsOutput();
+        if (rc < 0) {
+          finish(false, tls->error());
+          return;
+        }
+        if (rc == 0) return;
+      }
+      if (!request.empty()) {
+        // Handshake done: the request goes out once.
+        uv_buf_t b = uv_buf_init(request.data(), static_cast<unsigned>(request.size()));
+        request.clear();
+        if (!tls->write(&b, 1)) {
+          finish(false, tls->error());
+          return;
+        }
+        sendTlsOutput();
+      }
+      char plain[4096];
+      ssize_t n;
+      while ((n = tls->read(plain, sizeof(plain))) > 0) response.append(plain, static_cast<size_t>(n));
+      if (n == tls::Session::kError) {
+        finish(false, tls->error());
+        return;
+      }
+      if (n == tls::Session::kClosed) nread = UV_EOF;
+    } else if (nread > 0) {
+      response.append(data, static_cast<size_t>(nread));
+    }
+    // "HTTP/1.1 200 " is enough to judge.
+    size_t eol = response.find("\r\n");
+    if (eol == std::string::npos && nread >= 0) return;
+    std::string line = response.substr(0, eol);
+    int status = 0;
+    if (line.size() >= 12 && line.compare(0, 5, "HTTP/") == 0) status = std::atoi(line.c_str() + 9);
+    if (status >= 200 && status < 300) {
+      finish(true, "");
+    } else if (status != 0) {
+      finish(false, "status " + std::to_string(status));
+    } else {
+      finish(false, nread < 0 ? "connection closed without a response" : "not an HTTP response");
+    }
   }
 };
 
@@ -117,61 +219,28 @@ void HealthChecker::startProbe(Target& t) {
   p->tcp.data = p;
   p->timeout.data = p;
   p->connect_req.data = p;
-  p->write_req.data = p;
   p->request = "GET " + config_.path + " HTTP/1.1\r\nhost: " + cluster_ +
                "\r\nuser-agent: remora-health-check\r\nconnection: close\r\n\r\n";
+  if (t.endpoint.tls) {
+    p->tls = tls::Session::client(t.endpoint.tls, t.endpoint.key, t.endpoint.config.address.host);
+  }
   uv_timer_start(
       &p->timeout,
       [](uv_timer_t* timer) {
         static_cast<Probe*>(timer->data)->finish(false, "no answer within the check timeout");
       },
       static_cast<uint64_t>(config_.timeout.count()), 0);
-  int rc = uv_tcp_connect(
-      &p->connect_req, &p->tcp, reinterpret_cast<const sockaddr*>(&t.endpoint.addr),
-      [](uv_connect_t* req, int status) {
-        auto* probe = static_cast<Probe*>(req->data);
-        if (probe->done) return;
-        if (status < 0) {
-          probe->finish(false, "connect: " + uvError(status));
-          return;
-        }
-        uv_buf_t b = uv_buf_init(probe->request.data(),
-                                 static_cast<unsigned>(probe->request.size()));
-        uv_write(&probe->write_req, reinterpret_cast<uv_stream_t*>(&probe->tcp), &b, 1,
-                 [](uv_write_t* w, int st) {
-                   auto* pr = static_cast<Probe*>(w->data);
-                   if (st < 0 && !pr->done) pr->finish(false, "write: " + uvError(st));
-                 });
-        uv_read_start(
-            reinterpret_cast<uv_stream_t*>(&probe->tcp),
-            [](uv_handle_t*, size_t suggested, uv_buf_t* buf) {
-              buf->base = new char[suggested];
-              buf->len = suggested;
-            },
-            [](uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
-              auto* pr = static_cast<Probe*>(s->data);
-              if (nread > 0 && !pr->done) pr->response.append(buf->base, static_cast<size_t>(nread));
-              delete[] buf->base;
-              if (pr->done) return;
-              // "HTTP/1.1 200 " is enough to judge.
-              size_t eol = pr->response.find("\r\n");
-              if (eol != std::string::npos || nread < 0) {
-                std::string line = pr->response.substr(0, eol);
-                int status = 0;
-                if (line.size() >= 12 && line.compare(0, 5, "HTTP/") == 0) {
-                  status = std::atoi(line.c_str() + 9);
-                }
-                if (status >= 200 && status < 300) {
-                  pr->finish(true, "");
-                } else if (status != 0) {
-                  pr->finish(false, "status " + std::to_string(status));
-                } else {
-                  pr->finish(false, nread < 0 ? "connection closed without a response"
-                                              : "not an HTTP response");
-                }
-              }
-            });
-      });
+  int rc = uv_tcp_connect(&p->connect_req, &p->tcp,
+                          reinterpret_cast<const sockaddr*>(&t.endpoint.addr),
+                          [](uv_connect_t* req, int status) {
+                            auto* probe = static_cast<Probe*>(req->data);
+                            if (probe->done) return;
+                            if (status < 0) {
+                              probe->finish(false, "connect: " + uvError(status));
+                              return;
+                            }
+                            probe->onConnected();
+                          });
   if (rc != 0) p->finish(false, "connect: " + uvError(rc));
 }
 

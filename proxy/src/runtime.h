@@ -22,6 +22,7 @@
 #include "resilience/retry_budget.h"
 #include "resilience/token_bucket.h"
 #include "stats.h"
+#include "tls/tls.h"
 
 namespace remora {
 
@@ -54,8 +55,12 @@ class RuntimeRegistry {
   // Drops state of clusters and routes not in `config` (after a snapshot without them is live,
   // in-flight requests keep theirs alive through their snapshot's shared pointers).
   void retain(const config::Config& config);
+  // TLS contexts, reused while their settings and files are unchanged (pools and TLS session
+  // caches survive a reload that does not rotate a certificate).
+  tls::ContextCache& tlsContexts() { return tls_contexts_; }
 
  private:
+  tls::ContextCache tls_contexts_;
   StatsStore& stats_;
   const TimeSource& time_source_;
   std::map<std::string, ClusterRuntime> clusters_;

@@ -62,14 +62,28 @@ SnapshotConstSharedPtr Snapshot::build(config::ConfigConstSharedPtr config, uint
 
   // Pass 1: everything that can fail, before any shared state is touched, so a rejected config
   // changes nothing.
+  auto tlsError = [&](const config::SourceLoc& loc, const std::string& who,
+                      const std::string& why) {
+    error = config::ConfigError{loc, who + " tls: " + why}.format();
+  };
   for (const auto& c : cfg.clusters) {
     auto info = std::make_unique<ClusterInfo>();
     info->config = &c;
     info->index = snap->clusters_.size();
+    if (c.tls) {
+      std::string why;
+      info->tls = runtime.tlsContexts().client(*c.tls, why);
+      if (!info->tls) {
+        tlsError(c.tls->loc, "cluster \"" + c.name + "\"", why);
+        return nullptr;
+      }
+    }
     for (const auto& e : c.endpoints) {
       EndpointInfo ep;
       ep.config = e;
       ep.key = e.address.str();
+      ep.tls = info->tls;
+      ep.pool_key = ep.tls ? ep.key + "|tls:" + ep.tls->digest().substr(0, 16) : ep.key;
       std::string err = resolveAddress(e.address, ep.addr, ep.addr_len);
       if (!err.empty()) {
         error = "cluster \"" + c.name + "\" endpoint " + ep.key + ": " + err;
@@ -79,7 +93,18 @@ SnapshotConstSharedPtr Snapshot::build(config::ConfigConstSharedPtr config, uint
     }
     snap->clusters_.push_back(std::move(info));
   }
+  std::vector<tls::ServerContextConstSharedPtr> listener_tls;
   for (const auto& l : cfg.listeners) {
+    tls::ServerContextConstSharedPtr ctx;
+    if (l.tls) {
+      std::string why;
+      ctx = runtime.tlsContexts().server(*l.tls, why);
+      if (!ctx) {
+        tlsError(l.tls->loc, "listener \"" + l.name + "\"", why);
+        return nullptr;
+      }
+    }
+    listener_tls.push_back(std::move(ctx));
     for (const auto& r : l.routes) {
       // The validator resolves references; failing here is a bug, reported rather than crashed on.
       for (const auto& wc : r.clusters) {
@@ -113,6 +138,7 @@ SnapshotConstSharedPtr Snapshot::build(config::ConfigConstSharedPtr config, uint
   for (const auto& l : cfg.listeners) {
     ListenerInfo li;
     li.config = &l;
+    li.tls = listener_tls[snap->listeners_.size()];
     li.stats = &stats.listener(l.name);
     for (const auto& r : l.routes) {
       RouteInfo ri;
@@ -153,9 +179,11 @@ const ClusterInfo* Snapshot::findCluster(std::string_view name) const {
 }
 
 const RouteInfo* matchRoute(const ListenerInfo& listener, std::string_view method,
-                            std::string_view path, const http::HeaderMap& headers) {
+                            std::string_view path, const http::HeaderMap& headers,
+                            const tls::PeerIdentity* peer) {
   for (const auto& route : listener.routes) {
     const config::RouteMatch& m = route.config->match;
+    if (m.client_identity && (peer == nullptr || !peer->matches(*m.client_identity))) continue;
     if (m.path && path != *m.path) continue;
     if (m.prefix && !path.starts_with(*m.prefix)) continue;
     if (m.method && method != *m.method) continue;

@@ -20,12 +20,17 @@
 #include "remora/config/config.h"
 #include "runtime.h"
 #include "stats.h"
+#include "tls/tls.h"
 
 namespace remora {
 
 struct EndpointInfo {
   config::Endpoint config;
-  std::string key;  // "host:port": identifies the endpoint's connection pool in a worker
+  std::string key;  // "host:port": identifies the endpoint (runtime state, breaker, stats)
+  // Identifies the endpoint's connection pool in a worker: the key, plus the TLS context for a
+  // TLS cluster, so a rotated certificate or another cluster's TLS settings get their own pool.
+  std::string pool_key;
+  tls::ClientContextConstSharedPtr tls;  // null: plain TCP
   sockaddr_storage addr{};
   socklen_t addr_len = 0;
   EndpointRuntimeSharedPtr runtime;     // shared by workers, survives reloads
@@ -40,6 +45,7 @@ struct ClusterInfo {
   std::shared_ptr<lb::CircuitBreakerSet> breakers;  // null: no circuit_breaker
   std::shared_ptr<resilience::Bulkhead> bulkhead;    // null: no bulkhead
   std::shared_ptr<resilience::ResourceLimits> limits;
+  tls::ClientContextConstSharedPtr tls;  // null: plain TCP
   const std::string& name() const { return config->name; }
 };
 
@@ -60,6 +66,7 @@ struct ListenerInfo {
   const config::Listener* config = nullptr;
   ListenerStats* stats = nullptr;
   std::vector<RouteInfo> routes;
+  tls::ServerContextConstSharedPtr tls;  // null: plain HTTP
   const std::string& name() const { return config->name; }
 };
 
@@ -94,8 +101,10 @@ class Snapshot {
 
 // First route whose match holds (contract: first match wins); nullptr when none does.
 // `path` excludes the query string.
+// `peer` is the verified client certificate on an mTLS listener, else null.
 const RouteInfo* matchRoute(const ListenerInfo& listener, std::string_view method,
-                            std::string_view path, const http::HeaderMap& headers);
+                            std::string_view path, const http::HeaderMap& headers,
+                            const tls::PeerIdentity* peer = nullptr);
 
 // Resolves "host" to a socket address (numeric IPs without a DNS query). Empty on success,
 // otherwise the reason.

@@ -130,6 +130,19 @@ std::string StatsStore::renderPrometheus() const {
            s->downstream_connections_active.value());
   }
 
+  header(out, "remora_downstream_tls_handshakes_total", "counter",
+         "TLS handshakes completed on the listener.");
+  for (const auto& [name, s] : listeners_) {
+    sample(out, "remora_downstream_tls_handshakes_total", label("listener", name),
+           s->tls_handshakes.value());
+  }
+  header(out, "remora_downstream_tls_handshake_errors_total", "counter",
+         "TLS handshakes that failed (no or bad client certificate, protocol or cipher mismatch).");
+  for (const auto& [name, s] : listeners_) {
+    sample(out, "remora_downstream_tls_handshake_errors_total", label("listener", name),
+           s->tls_handshake_errors.value());
+  }
+
   header(out, "remora_upstream_requests_total", "counter",
          "Upstream responses by cluster and status code (attempts without a response count as resets, timeouts or connect failures).");
   for (const auto& [name, s] : clusters_) {
@@ -158,6 +171,11 @@ std::string StatsStore::renderPrometheus() const {
        &ClusterStats::circuit_breaker_opened},
       {"remora_bulkhead_rejected_total", "Requests rejected by the cluster's bulkhead.",
        &ClusterStats::bulkhead_rejected},
+      {"remora_upstream_tls_handshakes_total", "Upstream TLS handshakes completed.",
+       &ClusterStats::upstream_tls_handshakes},
+      {"remora_upstream_tls_resumed_total",
+       "Upstream TLS handshakes that resumed a cached session (no full handshake).",
+       &ClusterStats::upstream_tls_resumed},
   };
   for (const auto& c : kClusterCounters) {
     header(out, c.name, "counter", c.help);

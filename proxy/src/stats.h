@@ -77,6 +77,8 @@ struct ListenerStats {
   StatusCounters downstream_requests;
   Counter downstream_connections;
   Gauge downstream_connections_active;
+  Counter tls_handshakes;        // completed TLS handshakes (resumed ones included)
+  Counter tls_handshake_errors;  // failed handshakes: bad client certificate, protocol, ...
 };
 
 struct ClusterStats {
@@ -88,6 +90,8 @@ struct ClusterStats {
   Counter upstream_connections;
   Gauge upstream_connections_active;
   Gauge upstream_requests_active;
+  Counter upstream_tls_handshakes;  // completed upstream TLS handshakes
+  Counter upstream_tls_resumed;     // of which resumed a cached session
   Counter circuit_breaker_opened;
   Counter bulkhead_rejected;
   Histogram request_duration;

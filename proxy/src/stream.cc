@@ -83,7 +83,7 @@ void ActiveStream::start() {
     sendLocalReply(400, "HTTP/1.1 request without a Host header", true);
     return;
   }
-  route_ = matchRoute(listener_, head_.method, head_.path(), head_.headers);
+  route_ = matchRoute(listener_, head_.method, head_.path(), head_.headers, conn_.peerIdentity());
   if (route_ == nullptr) {
     sendLocalReply(404, "no route for " + head_.method + " " + std::string(head_.path()), false);
     return;
@@ -320,7 +320,13 @@ void ActiveStream::buildUpstreamHead() {
     xff = conn_.peerIp();
   }
   h.set("x-forwarded-for", std::move(xff));
-  if (h.get("x-forwarded-proto") == nullptr) h.add("x-forwarded-proto", "http");
+  if (h.get("x-forwarded-proto") == nullptr) h.add("x-forwarded-proto", conn_.isTls() ? "https" : "http");
+  // Only the proxy vouches for a client certificate: whatever the client sent is dropped (Envoy's
+  // SANITIZE_SET), and the verified certificate of an mTLS connection is described instead.
+  h.remove("x-forwarded-client-cert");
+  if (const tls::PeerIdentity* peer = conn_.peerIdentity()) {
+    h.add("x-forwarded-client-cert", peer->xfccValue());
+  }
   if (h.get("x-request-id") == nullptr) h.add("x-request-id", request_id_);
   if (h.get("host") == nullptr) h.add("host", cluster_->name());
 

@@ -68,8 +68,8 @@ void UpstreamConnection::connect(const EndpointInfo& endpoint, std::chrono::mill
 void UpstreamConnection::onConnect(uv_connect_t* req, int status) {
   auto* self = static_cast<UpstreamConnection*>(req->data);
   if (status == UV_ECANCELED || self->state_ != State::Connecting) return;
-  uv_timer_stop(&self->timer_);
   if (status < 0) {
+    uv_timer_stop(&self->timer_);
     self->state_ = State::Closing;
     self->pool_.onConnectFailed(self, UpstreamFailure::ConnectFailure, uvError(status));
     self->close();
@@ -78,8 +78,73 @@ void UpstreamConnection::onConnect(uv_connect_t* req, int status) {
   self->reading_ = true;
   uv_read_start(reinterpret_cast<uv_stream_t*>(&self->tcp_), &UpstreamConnection::onAlloc,
                 &UpstreamConnection::onRead);
-  self->state_ = State::Idle;
-  self->pool_.onConnected(self);
+  const EndpointInfo& ep = self->pool_.endpoint();
+  if (ep.tls) {
+    // The connection is ready once the handshake is done; connect_timeout covers both.
+    self->tls_ = tls::Session::client(ep.tls, ep.key, ep.config.address.host);
+    if (self->tls_) {
+      self->writer_.setTls(self->tls_.get());
+      if (self->tls_->handshake() >= 0 && self->writer_.flushTls() == 0) return;
+    }
+    self->failTls(self->tls_ ? self->tls_->error() : "cannot create a session");
+    return;
+  }
+  uv_timer_stop(&self->timer_);
+  self->onConnected();
+}
+
+void UpstreamConnection::failTls(const std::string& detail) {
+  uv_timer_stop(&timer_);
+  state_ = State::Closing;
+  spdlog::debug("upstream {}: TLS failed: {}", pool_.key(), detail);
+  pool_.onConnectFailed(this, UpstreamFailure::ConnectFailure, "TLS to " + pool_.key() + ": " + detail);
+  close();
+}
+
+void UpstreamConnection::onConnected() {
+  state_ = State::Idle;
+  pool_.onConnected(this);
+}
+
+void UpstreamConnection::onTlsData(const char* data, size_t len) {
+  tls_->receive(data, len);
+  if (state_ == State::Connecting) {
+    int rc = tls_->handshake();
+    writer_.flushTls();
+    if (rc == 0) return;
+    if (rc < 0) {
+      failTls(tls_->error());
+      return;
+    }
+    uv_timer_stop(&timer_);
+    if (ClusterStats* st = pool_.stats()) {
+      st->upstream_tls_handshakes.inc();
+      if (tls_->resumed()) st->upstream_tls_resumed.inc();
+    }
+    onConnected();
+  }
+  // The worker's read buffer is free again: the ciphertext is in the session.
+  uv_buf_t plain = worker_.readBuffer();
+  while (state_ != State::Closing) {
+    ssize_t n = tls_->read(plain.base, plain.len);
+    if (n > 0) {
+      onData(plain.base, static_cast<size_t>(n));
+      continue;
+    }
+    if (n == tls::Session::kWantMore) break;
+    if (n == tls::Session::kClosed) {
+      onEof();
+      return;
+    }
+    if (state_ == State::Busy) {
+      fail(UpstreamFailure::Reset, tls_->error());
+    } else {
+      close();
+    }
+    return;
+  }
+  // Session tickets and alerts need no answer, but a key update does.
+  if (state_ != State::Closing) writer_.flushTls();
 }
 
 void UpstreamConnection::onConnectTimeout(uv_timer_t* timer) {
@@ -160,6 +225,12 @@ void UpstreamConnection::onAlloc(uv_handle_t* handle, size_t, uv_buf_t* buf) {
 void UpstreamConnection::onRead(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
   auto* self = static_cast<UpstreamConnection*>(stream->data);
   if (nread == 0) return;
+  if (nread < 0 && self->state_ == State::Connecting) {
+    // Only a TLS connection reads before it is ready: the server gave up on the handshake.
+    self->failTls(nread == UV_EOF ? std::string("the server closed the connection during the handshake")
+                                  : uvError(static_cast<int>(nread)));
+    return;
+  }
   if (nread < 0) {
     if (nread == UV_EOF) {
       self->onEof();
@@ -168,6 +239,10 @@ void UpstreamConnection::onRead(uv_stream_t* stream, ssize_t nread, const uv_buf
     } else {
       self->close();
     }
+    return;
+  }
+  if (self->tls_) {
+    self->onTlsData(buf->base, static_cast<size_t>(nread));
     return;
   }
   self->onData(buf->base, static_cast<size_t>(nread));

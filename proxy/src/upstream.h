@@ -94,6 +94,9 @@ class UpstreamConnection : public WriteCallbacks {
   void close();
   void fail(UpstreamFailure reason, const std::string& detail);
   void onData(const char* data, size_t len);
+  void onTlsData(const char* data, size_t len);
+  void onConnected();
+  void failTls(const std::string& detail);
   void onEof();
   void finishResponse();
   void resetParserState();
@@ -134,6 +137,7 @@ class UpstreamConnection : public WriteCallbacks {
   bool read_disabled_ = false;
   bool reading_ = false;
   uint64_t requests_served_ = 0;
+  tls::SessionPtr tls_;  // TLS clusters; writer_ encrypts through it
   std::list<UpstreamConnection*>::iterator self_;
 };
 
@@ -161,6 +165,7 @@ class ConnectionPool {
   void drain();
   bool empty() const { return connections_.empty(); }
   const std::string& key() const { return endpoint_.key; }
+  const std::string& poolKey() const { return endpoint_.pool_key; }
   const EndpointInfo& endpoint() const { return endpoint_; }
   ClusterStats* stats() const { return stats_; }
 

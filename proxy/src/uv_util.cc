@@ -3,6 +3,21 @@
 namespace remora {
 
 int StreamWriter::write(const uv_buf_t* bufs, unsigned int nbufs) {
+  if (tls_ == nullptr) return writeRaw(bufs, nbufs);
+  if (!tls_->write(bufs, nbufs)) return UV_EPROTO;
+  return flushTls();
+}
+
+int StreamWriter::flushTls() {
+  if (tls_ == nullptr || !tls_->hasOutput()) return 0;
+  std::string_view out = tls_->output();
+  uv_buf_t b = uv_buf_init(const_cast<char*>(out.data()), static_cast<unsigned>(out.size()));
+  int rc = writeRaw(&b, 1);  // copies what the kernel does not take at once
+  tls_->clearOutput();
+  return rc;
+}
+
+int StreamWriter::writeRaw(const uv_buf_t* bufs, unsigned int nbufs) {
   size_t total = 0;
   for (unsigned i = 0; i < nbufs; ++i) total += bufs[i].len;
   if (total == 0) return 0;

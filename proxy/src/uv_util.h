@@ -6,6 +6,7 @@
 #include <uv.h>
 
 #include "remora/filter.h"
+#include "tls/tls.h"
 
 #include <chrono>
 #include <cstddef>
@@ -29,20 +30,28 @@ class WriteCallbacks {
 // common small response), then whatever the kernel did not take is copied into a request that owns
 // its bytes until libuv calls back. The owner must outlive the stream's close callback, which libuv
 // guarantees runs after every write callback (cancelled ones included).
+//
+// On a TLS connection (setTls) write() encrypts first and sends the records; flushTls() sends what
+// the session produced on its own (handshake messages, session tickets, alerts, close_notify).
 class StreamWriter {
  public:
   StreamWriter(uv_stream_t* stream, WriteCallbacks& callbacks)
       : stream_(stream), callbacks_(callbacks) {}
 
-  // Returns 0, or a negative uv error (the connection should then be closed).
+  // Returns 0, or a negative uv error (the connection should then be closed); UV_EPROTO when TLS
+  // failed to encrypt.
   int write(const uv_buf_t* bufs, unsigned int nbufs);
   int write(std::string_view data) {
     uv_buf_t b = uv_buf_init(const_cast<char*>(data.data()), static_cast<unsigned>(data.size()));
     return write(&b, 1);
   }
   size_t pendingBytes() const { return pending_bytes_; }
+  void setTls(tls::Session* session) { tls_ = session; }
+  // Sends the TLS session's pending records. 0 or a negative uv error.
+  int flushTls();
 
  private:
+  int writeRaw(const uv_buf_t* bufs, unsigned int nbufs);
   struct WriteReq {
     uv_write_t req;
     StreamWriter* writer;
@@ -54,6 +63,7 @@ class StreamWriter {
   uv_stream_t* stream_;
   WriteCallbacks& callbacks_;
   size_t pending_bytes_ = 0;
+  tls::Session* tls_ = nullptr;
 };
 
 // A one-shot uv timer owned by a plain object. The uv handle lives on the heap and is freed in its

@@ -137,7 +137,7 @@ void Worker::applySnapshot(SnapshotConstSharedPtr snapshot, std::vector<Listener
   // Pools: drain those whose endpoint is no longer in any cluster.
   std::unordered_set<std::string> live;
   for (const auto& c : snapshot_->clusters()) {
-    for (const auto& e : c->endpoints) live.insert(e.key);
+    for (const auto& e : c->endpoints) live.insert(e.pool_key);
   }
   for (auto& [key, pool] : pools_) {
     if (!live.contains(key)) pool->drain();
@@ -145,14 +145,14 @@ void Worker::applySnapshot(SnapshotConstSharedPtr snapshot, std::vector<Listener
 }
 
 ConnectionPool& Worker::pool(const EndpointInfo& endpoint) {
-  auto& slot = pools_[endpoint.key];
+  auto& slot = pools_[endpoint.pool_key];
   if (!slot) slot = std::make_unique<ConnectionPool>(*this, endpoint);
   return *slot;
 }
 
 void Worker::onPoolEmpty(ConnectionPool* pool) {
   // Called from inside the pool: erase after the current event.
-  std::string key = pool->key();
+  std::string key = pool->poolKey();
   defer([this, key, pool] {
     auto it = pools_.find(key);
     if (it != pools_.end() && it->second.get() == pool && pool->empty()) pools_.erase(it);

@@ -86,11 +86,15 @@ struct HealthCheck {
   uint32_t unhealthy_threshold = 3;
 };
 
+// Upstream TLS origination (and mTLS with a client certificate). The server's certificate is
+// verified against `ca_file` (the system store when empty) and must carry `sni` (else the
+// endpoint's host) as a DNS name, or the endpoint's IP when the host is an IP and no sni is set.
 struct UpstreamTls {
   std::string ca_file;
   std::string cert_file;
   std::string key_file;
   std::string sni;
+  SourceLoc loc;
 };
 
 struct Cluster {
@@ -117,6 +121,9 @@ struct RouteMatch {
   std::optional<std::string> path;    // exact path (query string excluded)
   std::optional<std::string> method;  // upper-case
   std::vector<HeaderMatch> headers;
+  // mTLS listeners: the verified client certificate must carry this SAN URI or DNS name
+  // (a trailing '*' matches a prefix, e.g. "spiffe://mesh/ns/shop/*").
+  std::optional<std::string> client_identity;
 };
 
 struct WeightedCluster {
@@ -176,10 +183,20 @@ struct Route {
   SourceLoc loc;
 };
 
+struct CertificateFiles {
+  std::string cert_file;
+  std::string key_file;
+};
+
+// Downstream TLS termination. `cert_file`/`key_file` is the default certificate; `certificates`
+// adds more, chosen by SNI against each certificate's DNS names (the default answers when none
+// matches). At least one certificate is required.
 struct ListenerTls {
   std::string cert_file;
   std::string key_file;
+  std::vector<CertificateFiles> certificates;
   std::string client_ca_file;  // non-empty: mTLS required
+  SourceLoc loc;
 };
 
 struct Listener {
@@ -201,6 +218,7 @@ struct Admin {
 struct ControlPlane {
   Address address;
   std::string token_file;
+  std::optional<UpstreamTls> tls;  // the discovery connection over TLS (mTLS with a cert)
 };
 
 // Optional JSON-lines access log (one object per request). Not in the contract's example; documented
