@@ -249,6 +249,9 @@ TEST_F(TlsTest, ClientResumesItsSessionPerEndpoint) {
   auto first = Session::client(cctx, "10.0.0.1:443", "10.0.0.1");
   ASSERT_TRUE(pump(*first, *first_server));
   EXPECT_FALSE(first->resumed());
+  // The first connection goes away without close_notify, as an idle one the server drops.
+  first.reset();
+  first_server.reset();
 
   auto second_server = Session::server(sctx);
   auto second = Session::client(cctx, "10.0.0.1:443", "10.0.0.1");
@@ -260,6 +263,22 @@ TEST_F(TlsTest, ClientResumesItsSessionPerEndpoint) {
   auto third = Session::client(cctx, "10.0.0.2:443", "10.0.0.2");
   ASSERT_TRUE(pump(*third, *third_server));
   EXPECT_FALSE(third->resumed());
+}
+
+TEST_F(TlsTest, MutualTlsSessionsResumeToo) {
+  std::string err;
+  auto sctx = cache_.server(listenerTls(true), err);
+  auto cctx = cache_.client(upstreamTls(true), err);
+  ASSERT_TRUE(sctx && cctx) << err;
+  auto first_server = Session::server(sctx);
+  auto first = Session::client(cctx, "k", "127.0.0.1");
+  ASSERT_TRUE(pump(*first, *first_server));
+  auto second_server = Session::server(sctx);
+  auto second = Session::client(cctx, "k", "127.0.0.1");
+  ASSERT_TRUE(pump(*second, *second_server)) << second->error();
+  EXPECT_TRUE(second->resumed());
+  // The resumed session still identifies the client.
+  EXPECT_TRUE(second_server->peer().matches("spiffe://mesh/web"));
 }
 
 TEST_F(TlsTest, OldProtocolVersionsAreRefused) {

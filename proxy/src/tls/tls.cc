@@ -446,7 +446,12 @@ Session::Session(SSL* ssl, bool server) : ssl_(ssl), server_(server) {
   SSL_set_ex_data(ssl_, sessionExIndex(), this);
 }
 
-Session::~Session() { SSL_free(ssl_); }
+Session::~Session() {
+  // A connection closed without close_notify (an idle upstream connection the server dropped)
+  // would make OpenSSL mark its session not resumable. Only a failed connection should.
+  if (error_.empty() && handshakeDone()) SSL_set_shutdown(ssl_, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+  SSL_free(ssl_);
+}
 
 std::unique_ptr<Session> Session::server(ServerContextConstSharedPtr ctx) {
   SSL* ssl = ctx->newSsl();
