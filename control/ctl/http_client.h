@@ -17,11 +17,21 @@ struct HttpResult {
   std::string body;
 };
 
+// HTTPS settings: `enabled` with the server verified against `ca_file` (the system store when
+// empty) and, for mTLS, a client certificate.
+struct TlsOptions {
+  bool enabled = false;
+  std::string ca_file;
+  std::string cert_file;
+  std::string key_file;
+};
+
 class BlockingHttpClient {
  public:
   BlockingHttpClient(std::string host, uint16_t port,
-                     std::chrono::milliseconds timeout = std::chrono::milliseconds(10000))
-      : host_(std::move(host)), port_(port), timeout_(timeout) {}
+                     std::chrono::milliseconds timeout = std::chrono::milliseconds(10000),
+                     TlsOptions tls = {})
+      : host_(std::move(host)), port_(port), timeout_(timeout), tls_(std::move(tls)) {}
 
   HttpResult request(const std::string& method, const std::string& path,
                      const std::vector<std::pair<std::string, std::string>>& headers = {},
@@ -31,6 +41,7 @@ class BlockingHttpClient {
   std::string host_;
   uint16_t port_;
   std::chrono::milliseconds timeout_;
+  TlsOptions tls_;
 };
 
 }  // namespace remora::ctl

@@ -52,6 +52,9 @@ constexpr const char* kUsage =
     "options:\n"
     "  --server HOST:PORT   control plane (default $REMORA_CONTROL_SERVER or 127.0.0.1:18000)\n"
     "  --token TOKEN        bearer token for changes (default $REMORA_CONTROL_TOKEN)\n"
+    "  --tls                HTTPS, server verified against the system CAs\n"
+    "  --cacert FILE        HTTPS, server verified against FILE ($REMORA_CONTROL_CACERT)\n"
+    "  --cert FILE --key FILE  client certificate for mTLS ($REMORA_CONTROL_CERT/_KEY)\n"
     "  --json               print the server's JSON instead of a table\n"
     "\n"
     "exit codes: 0 ok, 1 the control plane said no, 2 usage, 3 cannot connect\n";
@@ -60,6 +63,7 @@ struct Options {
   std::string server = "127.0.0.1:18000";
   std::string token;
   bool json_output = false;
+  remora::ctl::TlsOptions tls;
   std::map<std::string, std::string> flags;  // --weight, --ttl, --status, --metadata, --limit
   std::vector<std::string> args;
 };
@@ -133,7 +137,7 @@ class Cli {
     const size_t n = o_.args.size();
     std::optional<remora::config::Address> addr = remora::config::parseAddress(o_.server);
     if (!addr) return usage("--server must be host:port, got \"" + o_.server + "\"");
-    client_.emplace(addr->host, addr->port);
+    client_.emplace(addr->host, addr->port, std::chrono::milliseconds(10000), o_.tls);
     if (cmd == "services" && n <= 2) return services(n == 2 ? o_.args[1] : "");
     if (cmd == "register" && n == 4) return registerInstance();
     if (cmd == "deregister" && n == 3) return deregister();
@@ -399,8 +403,13 @@ int main(int argc, char** argv) {
     o.server = s;
   }
   if (const char* t = std::getenv("REMORA_CONTROL_TOKEN"); t != nullptr) o.token = t;
-  const std::set<std::string> valued = {"--server", "--token",    "--weight", "--ttl",
-                                        "--status", "--metadata", "--limit"};
+  for (auto [env, field] : {std::pair{"REMORA_CONTROL_CACERT", &o.tls.ca_file},
+                            std::pair{"REMORA_CONTROL_CERT", &o.tls.cert_file},
+                            std::pair{"REMORA_CONTROL_KEY", &o.tls.key_file}}) {
+    if (const char* v = std::getenv(env); v != nullptr) *field = v;
+  }
+  const std::set<std::string> valued = {"--server", "--token",  "--weight", "--ttl",   "--status",
+                                        "--metadata", "--limit", "--cacert", "--cert", "--key"};
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "--help" || arg == "-h") {
@@ -409,6 +418,10 @@ int main(int argc, char** argv) {
     }
     if (arg == "--json") {
       o.json_output = true;
+      continue;
+    }
+    if (arg == "--tls") {
+      o.tls.enabled = true;
       continue;
     }
     std::string value;
@@ -427,6 +440,12 @@ int main(int argc, char** argv) {
         o.server = value;
       } else if (arg == "--token") {
         o.token = value;
+      } else if (arg == "--cacert") {
+        o.tls.ca_file = value;
+      } else if (arg == "--cert") {
+        o.tls.cert_file = value;
+      } else if (arg == "--key") {
+        o.tls.key_file = value;
       } else {
         o.flags[arg.substr(2)] = value;
       }
@@ -434,6 +453,10 @@ int main(int argc, char** argv) {
     }
     if (arg.rfind("--", 0) == 0) return usage("unknown option \"" + arg + "\"");
     o.args.push_back(arg);
+  }
+  if (!o.tls.ca_file.empty() || !o.tls.cert_file.empty()) o.tls.enabled = true;
+  if (o.tls.cert_file.empty() != o.tls.key_file.empty()) {
+    return usage("--cert and --key go together (the client certificate and its key)");
   }
   return Cli(std::move(o)).run();
 }

@@ -157,6 +157,30 @@ ControlConfig parseTop(Reader& r, const YAML::Node& root) {
                                 "tokens_file");
         }
       }
+    } else if (key == "tls") {
+      if (!v.IsMap()) {
+        r.error(v.IsNull() ? k : v,
+                "\"tls\" must be a map such as { cert_file: FILE, key_file: FILE }");
+        continue;
+      }
+      config::ListenerTls& t = cfg.tls.emplace();
+      t.loc = r.loc(v);
+      for (auto a = v.begin(); a != v.end(); ++a) {
+        const std::string name = a->first.Scalar();
+        std::string* target = name == "cert_file"        ? &t.cert_file
+                              : name == "key_file"       ? &t.key_file
+                              : name == "client_ca_file" ? &t.client_ca_file
+                                                         : nullptr;
+        if (target == nullptr) {
+          r.error(a->first, "unknown key \"" + name +
+                                "\" in tls; allowed: cert_file, key_file, client_ca_file");
+        } else if (r.scalar(a->first, a->second, s)) {
+          *target = s;
+        }
+      }
+      if (t.cert_file.empty() || t.key_file.empty()) {
+        r.error(v, "tls needs \"cert_file\" and \"key_file\"");
+      }
     } else if (key == "default_ttl") {
       r.duration(k, v, cfg.default_ttl, /*allow_zero=*/false);
     } else if (key == "log_level") {
@@ -200,7 +224,7 @@ ControlConfig parseTop(Reader& r, const YAML::Node& root) {
       }
     } else {
       r.error(k, "unknown key \"" + key +
-                     "\" at the top level; allowed: listen, state_file, auth, default_ttl, "
+                     "\" at the top level; allowed: listen, state_file, auth, tls, default_ttl, "
                      "log_level, history_limit, discovery, clusters");
     }
   }

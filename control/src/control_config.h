@@ -5,6 +5,7 @@
 //   listen: 127.0.0.1:18000            # REST API and discovery; loopback by default
 //   state_file: ./remora-control.state # registry, policies, history, version ("" = in memory only)
 //   auth: { tokens_file: tokens.txt }  # optional; lines "name:token"
+//   tls: { cert_file: c.pem, key_file: k.pem, client_ca_file: ca.pem }  # optional HTTPS (mTLS)
 //   default_ttl: 30s                   # for instances that register without a ttl
 //   log_level: info
 //   history_limit: 1000                # audit entries kept
@@ -37,6 +38,7 @@ struct ControlConfig {
   config::Address listen{"127.0.0.1", 18000};
   std::string state_file = "./remora-control.state";
   std::string tokens_file;  // empty: no auth
+  std::optional<config::ListenerTls> tls;  // HTTPS on `listen` (client_ca_file: mTLS)
   Duration default_ttl{30000};
   std::string log_level = "info";
   uint32_t history_limit = 1000;

@@ -124,6 +124,11 @@ int ControlServer::run() {
     uv_signal_init(&loop_, s);
     s->data = this;
   }
+  if (!loadTls()) {
+    shutdown();
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    return 1;
+  }
   int rc = http_->listen(config_.listen);
   if (rc != 0) {
     spdlog::critical("cannot listen on {}: {}; free the port or change \"listen\"",
@@ -137,11 +142,24 @@ int ControlServer::run() {
   uv_signal_start(&sighup_, &ControlServer::onSignal, SIGHUP);
   discovery_->publish(state_.version(), state_.clustersJson().dump(), /*immediate=*/true);
   armTtlTimer();
-  spdlog::info("remora-control listening on {} (state version {}, auth {})", config_.listen.str(),
-               state_.version(), auth_.enabled() ? "on" : "off");
+  spdlog::info("remora-control listening on {}://{} (state version {}, auth {})",
+               config_.tls ? "https" : "http", config_.listen.str(), state_.version(),
+               auth_.enabled() ? "on" : "off");
   uv_run(&loop_, UV_RUN_DEFAULT);
   spdlog::info("remora-control stopped at version {}", state_.version());
   return 0;
+}
+
+bool ControlServer::loadTls() {
+  if (!config_.tls) return true;
+  std::string error;
+  tls::ServerContextConstSharedPtr ctx = tls_contexts_.server(*config_.tls, error);
+  if (!ctx) {
+    spdlog::critical("{}", config::ConfigError{config_.tls->loc, "tls: " + error}.format());
+    return false;
+  }
+  http_->setTls(std::move(ctx));  // new connections; established ones keep theirs
+  return true;
 }
 
 void ControlServer::armTtlTimer() {
@@ -211,8 +229,9 @@ void ControlServer::shutdown() {
 void ControlServer::onSignal(uv_signal_t* handle, int signum) {
   auto* self = static_cast<ControlServer*>(handle->data);
   if (signum == SIGHUP) {
-    spdlog::info("SIGHUP: reloading the tokens file");
+    spdlog::info("SIGHUP: reloading the tokens file{}", self->config_.tls ? " and TLS files" : "");
     if (!self->loadTokens()) spdlog::error("tokens file refused; keeping the previous tokens");
+    if (!self->loadTls()) spdlog::error("TLS files refused; keeping the previous certificate");
     return;
   }
   spdlog::info("{}: shutting down", signum == SIGTERM ? "SIGTERM" : "SIGINT");

@@ -34,6 +34,8 @@ class ControlServer {
  private:
   bool loadState();
   bool loadTokens();
+  // (Re)loads config_.tls into the HTTP server; false (logged) if a file is bad.
+  bool loadTls();
   void armTtlTimer();
   void onTtlTimer();
   void onCommitted(uint64_t version);
@@ -49,6 +51,7 @@ class ControlServer {
   std::unique_ptr<DiscoveryService> discovery_;
   std::unique_ptr<ControlApi> api_;
   std::unique_ptr<http::SimpleHttpServer> http_;
+  tls::ContextCache tls_contexts_;
   // The clusters (serialized JSON array) as they were when each in-flight write captured the
   // state, so that what is pushed is exactly what is on disk. Filled by the write's worker.
   std::map<uint64_t, std::shared_ptr<std::string>> captured_clusters_;

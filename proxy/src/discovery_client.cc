@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "snapshot.h"
+#include "tls/client_pump.h"
 #include "uv_util.h"
 
 namespace remora {
@@ -48,6 +49,7 @@ struct DiscoveryClient::Stream {
   llhttp_settings_t settings;
   std::string request;
   std::string line;
+  std::unique_ptr<tls::ClientPump> tls;  // control_plane.tls
   int status = 0;
   bool established = false;
   bool closing = false;
@@ -78,7 +80,9 @@ struct DiscoveryClient::Stream {
     parser.data = this;
   }
   // Connects, sends `request`, and feeds what comes back to the parser. Failures close().
-  void open(const config::Address& server);
+  void open(const config::Address& server, const tls::ClientContextConstSharedPtr& tls_ctx);
+  void onConnected();
+  void onBytes(const char* data, size_t len);
   void armIdle(uint64_t ms) {
     uv_timer_start(
         &timer,
@@ -184,10 +188,11 @@ void DiscoveryClient::connect() {
     return 0;
   };
 
-  s->open(server_);
+  s->open(server_, tls_);
 }
 
-void DiscoveryClient::Stream::open(const config::Address& server) {
+void DiscoveryClient::Stream::open(const config::Address& server,
+                                   const tls::ClientContextConstSharedPtr& tls_ctx) {
   sockaddr_storage ss{};
   socklen_t len = 0;
   std::string err = resolveAddress(server, ss, len);
@@ -195,50 +200,79 @@ void DiscoveryClient::Stream::open(const config::Address& server) {
     close("cannot resolve the control plane address: " + err);
     return;
   }
+  if (tls_ctx) {
+    tls = std::make_unique<tls::ClientPump>(
+        tls::Session::client(tls_ctx, server.str(), server.host),
+        reinterpret_cast<uv_stream_t*>(&tcp));
+  }
   armIdle(kConnectTimeoutMs);
-  int rc = uv_tcp_connect(
-      &connect_req, &tcp, reinterpret_cast<const sockaddr*>(&ss),
-      [](uv_connect_t* req, int status) {
-        auto* st = static_cast<Stream*>(req->data);
-        if (st->closing) return;
-        if (status < 0) {
-          st->close("connect: " + uvError(status));
+  int rc = uv_tcp_connect(&connect_req, &tcp, reinterpret_cast<const sockaddr*>(&ss),
+                          [](uv_connect_t* req, int status) {
+                            auto* st = static_cast<Stream*>(req->data);
+                            if (st->closing) return;
+                            if (status < 0) {
+                              st->close("connect: " + uvError(status));
+                              return;
+                            }
+                            st->onConnected();
+                          });
+  if (rc != 0) close("connect: " + uvError(rc));
+}
+
+void DiscoveryClient::Stream::onConnected() {
+  if (tls) {
+    if (!tls->start() || !tls->send(request)) {
+      close("TLS: " + tls->error());
+      return;
+    }
+  } else {
+    uv_buf_t b = uv_buf_init(request.data(), static_cast<unsigned>(request.size()));
+    uv_write(&write_req, reinterpret_cast<uv_stream_t*>(&tcp), &b, 1, [](uv_write_t* w, int wst) {
+      auto* sw = static_cast<Stream*>(w->data);
+      if (wst < 0 && !sw->closing) sw->close("write: " + uvError(wst));
+    });
+  }
+  uv_read_start(
+      reinterpret_cast<uv_stream_t*>(&tcp),
+      [](uv_handle_t*, size_t suggested, uv_buf_t* buf) {
+        buf->base = new char[suggested];
+        buf->len = suggested;
+      },
+      [](uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
+        auto* sp = static_cast<Stream*>(stream->data);
+        std::unique_ptr<char[]> owned(buf->base);
+        if (sp->closing) return;
+        if (nread < 0) {
+          sp->close(nread == UV_EOF ? "the control plane closed the stream"
+                                    : "read: " + uvError(static_cast<int>(nread)));
           return;
         }
-        uv_buf_t b = uv_buf_init(st->request.data(), static_cast<unsigned>(st->request.size()));
-        uv_write(&st->write_req, reinterpret_cast<uv_stream_t*>(&st->tcp), &b, 1,
-                 [](uv_write_t* w, int wst) {
-                   auto* sw = static_cast<Stream*>(w->data);
-                   if (wst < 0 && !sw->closing) sw->close("write: " + uvError(wst));
-                 });
-        uv_read_start(
-            reinterpret_cast<uv_stream_t*>(&st->tcp),
-            [](uv_handle_t*, size_t suggested, uv_buf_t* buf) {
-              buf->base = new char[suggested];
-              buf->len = suggested;
-            },
-            [](uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
-              auto* sp = static_cast<Stream*>(stream->data);
-              std::unique_ptr<char[]> owned(buf->base);
-              if (sp->closing) return;
-              if (nread < 0) {
-                sp->close(nread == UV_EOF ? "the control plane closed the stream"
-                                          : "read: " + uvError(static_cast<int>(nread)));
-                return;
-              }
-              if (nread == 0) return;
-              sp->armIdle(sp->is_ack ? kConnectTimeoutMs : kStreamIdleTimeoutMs);
-              llhttp_errno_t e = llhttp_execute(&sp->parser, buf->base, static_cast<size_t>(nread));
-              if (sp->closing) return;
-              if (sp->status != 0 && sp->status != 200 && !sp->is_ack) {
-                sp->close("the control plane answered " + std::to_string(sp->status) + ": " +
-                          sp->line);
-                return;
-              }
-              if (e != HPE_OK) sp->close("invalid HTTP from the control plane");
-            });
+        if (nread == 0) return;
+        if (!sp->tls) {
+          sp->onBytes(buf->base, static_cast<size_t>(nread));
+          return;
+        }
+        std::string plain;
+        auto r = sp->tls->onRead(buf->base, static_cast<size_t>(nread), plain);
+        if (!plain.empty()) sp->onBytes(plain.data(), plain.size());
+        if (sp->closing) return;
+        if (r == tls::ClientPump::Result::Error) {
+          sp->close("TLS: " + sp->tls->error());
+        } else if (r == tls::ClientPump::Result::Closed) {
+          sp->close("the control plane closed the stream");
+        }
       });
-  if (rc != 0) close("connect: " + uvError(rc));
+}
+
+void DiscoveryClient::Stream::onBytes(const char* data, size_t len) {
+  armIdle(is_ack ? kConnectTimeoutMs : kStreamIdleTimeoutMs);
+  llhttp_errno_t e = llhttp_execute(&parser, data, len);
+  if (closing) return;
+  if (status != 0 && status != 200 && !is_ack) {
+    close("the control plane answered " + std::to_string(status) + ": " + line);
+    return;
+  }
+  if (e != HPE_OK) close("invalid HTTP from the control plane");
 }
 
 void DiscoveryClient::onStreamClosed(const std::string& why) {
@@ -304,7 +338,7 @@ void DiscoveryClient::sendAck(const std::string& version, const std::string& non
     st->close("");
     return HPE_PAUSED;
   };
-  s->open(server_);
+  s->open(server_, tls_);
 }
 
 }  // namespace remora

@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "remora/config/config.h"
+#include "tls/tls.h"
 
 namespace remora {
 
@@ -36,6 +37,8 @@ class DiscoveryClient {
                   std::string token_file, UpdateCallback on_update);
   ~DiscoveryClient();
 
+  // TLS for the connections opened from now on (null: plain HTTP).
+  void setTls(tls::ClientContextConstSharedPtr tls) { tls_ = std::move(tls); }
   void start();
   void stop();
   bool connected() const;
@@ -57,6 +60,7 @@ class DiscoveryClient {
   std::string node_id_;
   std::string token_file_;
   UpdateCallback on_update_;
+  tls::ClientContextConstSharedPtr tls_;
   Stream* stream_ = nullptr;
   uv_timer_t* retry_timer_ = nullptr;
   uint32_t failures_ = 0;

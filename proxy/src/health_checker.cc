@@ -4,6 +4,7 @@
 
 #include <cstring>
 
+#include "tls/client_pump.h"
 #include "uv_util.h"
 
 namespace remora {
@@ -30,7 +31,7 @@ struct HealthChecker::Probe {
   uv_connect_t connect_req;
   std::string request;
   std::string response;
-  tls::SessionPtr tls;
+  std::unique_ptr<tls::ClientPump> tls;  // TLS clusters
   int open_handles = 2;
   bool done = false;
 
@@ -52,45 +53,31 @@ struct HealthChecker::Probe {
     if (--p->open_handles == 0) delete p;
   }
 
-  // Writes bytes the probe owns until the write completes (write callbacks run before close
-  // callbacks, so the probe outlives them).
-  void send(std::string_view data) {
-    struct Req {
-      uv_write_t req;
-      std::string data;
-      Probe* probe;
-    };
-    if (data.empty() || done) return;
-    auto* r = new Req{{}, std::string(data), this};
-    r->req.data = r;
-    uv_buf_t b = uv_buf_init(r->data.data(), static_cast<unsigned>(r->data.size()));
-    int rc = uv_write(&r->req, reinterpret_cast<uv_stream_t*>(&tcp), &b, 1,
-                      [](uv_write_t* w, int st) {
-                        auto* req = static_cast<Req*>(w->data);
-                        Probe* pr = req->probe;
-                        delete req;
-                        if (st < 0 && !pr->done) pr->finish(false, "write: " + uvError(st));
-                      });
+  // Writes the plain request; the probe owns the bytes until the write completes (write
+  // callbacks run before close callbacks, so the probe outlives them).
+  void sendPlain() {
+    uv_write_t* w = new uv_write_t;
+    w->data = this;
+    uv_buf_t b = uv_buf_init(request.data(), static_cast<unsigned>(request.size()));
+    int rc = uv_write(w, reinterpret_cast<uv_stream_t*>(&tcp), &b, 1, [](uv_write_t* req, int st) {
+      auto* pr = static_cast<Probe*>(req->data);
+      delete req;
+      if (st < 0 && !pr->done) pr->finish(false, "write: " + uvError(st));
+    });
     if (rc != 0) {
-      delete r;
+      delete w;
       finish(false, "write: " + uvError(rc));
     }
-  }
-  void sendTlsOutput() {
-    if (!tls->hasOutput()) return;
-    send(tls->output());
-    tls->clearOutput();
   }
 
   void onConnected() {
     if (tls) {
-      if (tls->handshake() < 0) {
+      if (!tls->start() || !tls->send(request)) {
         finish(false, tls->error());
         return;
       }
-      sendTlsOutput();
     } else {
-      send(request);
+      sendPlain();
     }
     uv_read_start(
         reinterpret_cast<uv_stream_t*>(&tcp),
@@ -107,34 +94,12 @@ struct HealthChecker::Probe {
 
   void onRead(char* data, ssize_t nread) {
     if (tls && nread > 0) {
-      tls->receive(data, static_cast<size_t>(nread));
-      if (response.empty() && request.size() > 0 && !tls->handshakeDone()) {
-        int rc = tls->handshake();
-        sendTlsOutput();
-        if (rc < 0) {
-          finish(false, tls->error());
-          return;
-        }
-        if (rc == 0) return;
-      }
-      if (!request.empty()) {
-        // Handshake done: the request goes out once.
-        uv_buf_t b = uv_buf_init(request.data(), static_cast<unsigned>(request.size()));
-        request.clear();
-        if (!tls->write(&b, 1)) {
-          finish(false, tls->error());
-          return;
-        }
-        sendTlsOutput();
-      }
-      char plain[4096];
-      ssize_t n;
-      while ((n = tls->read(plain, sizeof(plain))) > 0) response.append(plain, static_cast<size_t>(n));
-      if (n == tls::Session::kError) {
+      auto r = tls->onRead(data, static_cast<size_t>(nread), response);
+      if (r == tls::ClientPump::Result::Error) {
         finish(false, tls->error());
         return;
       }
-      if (n == tls::Session::kClosed) nread = UV_EOF;
+      if (r == tls::ClientPump::Result::Closed) nread = UV_EOF;
     } else if (nread > 0) {
       response.append(data, static_cast<size_t>(nread));
     }
@@ -222,7 +187,9 @@ void HealthChecker::startProbe(Target& t) {
   p->request = "GET " + config_.path + " HTTP/1.1\r\nhost: " + cluster_ +
                "\r\nuser-agent: remora-health-check\r\nconnection: close\r\n\r\n";
   if (t.endpoint.tls) {
-    p->tls = tls::Session::client(t.endpoint.tls, t.endpoint.key, t.endpoint.config.address.host);
+    p->tls = std::make_unique<tls::ClientPump>(
+        tls::Session::client(t.endpoint.tls, t.endpoint.key, t.endpoint.config.address.host),
+        reinterpret_cast<uv_stream_t*>(&p->tcp));
   }
   uv_timer_start(
       &p->timeout,

@@ -226,6 +226,8 @@ std::string Server::apply(const config::ConfigConstSharedPtr& config, const std:
   }
   ++version_;
   current_ = snap;
+  // A rotated control-plane certificate applies from the next discovery connection on.
+  if (discovery_) discovery_->setTls(snap->controlPlaneTls());
   listener_addresses_.clear();
   for (const auto& [key, name] : names) listener_addresses_[key] = 1;
   for (size_t i = 0; i < workers_.size(); ++i) {
@@ -318,13 +320,16 @@ int Server::run() {
   handles_ready_ = true;
 
   for (const auto& l : cfg.listeners) {
-    spdlog::info("listener {} on http://{}", l.name, l.address.str());
+    spdlog::info("listener {} on {}://{}{}", l.name, l.tls ? "https" : "http", l.address.str(),
+                 l.tls && !l.tls->client_ca_file.empty() ? " (mTLS: client certificates required)"
+                                                         : "");
   }
   if (cfg.control_plane) {
     std::string node = cfg.node_id;
     discovery_ = std::make_unique<DiscoveryClient>(
         &loop_, cfg.control_plane->address, node, cfg.control_plane->token_file,
         [this](const DiscoveryClient::Update& u) { return onDiscoveryUpdate(u); });
+    discovery_->setTls(current_->controlPlaneTls());
     discovery_->start();
     spdlog::info("control plane {}: subscribing as node {}; /ready answers 503 until the first "
                  "snapshot is applied",

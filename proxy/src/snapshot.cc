@@ -93,6 +93,14 @@ SnapshotConstSharedPtr Snapshot::build(config::ConfigConstSharedPtr config, uint
     }
     snap->clusters_.push_back(std::move(info));
   }
+  if (cfg.control_plane && cfg.control_plane->tls) {
+    std::string why;
+    snap->control_plane_tls_ = runtime.tlsContexts().client(*cfg.control_plane->tls, why);
+    if (!snap->control_plane_tls_) {
+      tlsError(cfg.control_plane->tls->loc, "control_plane", why);
+      return nullptr;
+    }
+  }
   std::vector<tls::ServerContextConstSharedPtr> listener_tls;
   for (const auto& l : cfg.listeners) {
     tls::ServerContextConstSharedPtr ctx;

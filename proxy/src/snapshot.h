@@ -90,8 +90,11 @@ class Snapshot {
   const std::vector<std::unique_ptr<ClusterInfo>>& clusters() const { return clusters_; }
   const ListenerInfo* findListener(std::string_view name) const;
   const ClusterInfo* findCluster(std::string_view name) const;
+  // TLS for the discovery connection (control_plane.tls), null when plain.
+  const tls::ClientContextConstSharedPtr& controlPlaneTls() const { return control_plane_tls_; }
 
  private:
+  tls::ClientContextConstSharedPtr control_plane_tls_;
   config::ConfigConstSharedPtr config_;
   uint64_t version_ = 0;
   std::string source_;

@@ -117,6 +117,13 @@ class SimpleHttpServer::Connection {
       close();
       return rc;
     }
+    if (server_.tls_) {
+      tls_ = tls::Session::server(server_.tls_);
+      if (!tls_) {
+        close();
+        return UV_ENOMEM;
+      }
+    }
     startReading();
     return 0;
   }
@@ -280,6 +287,44 @@ class SimpleHttpServer::Connection {
   }
 
   void onRead(ssize_t nread, const char* data) {
+    if (!tls_ || nread <= 0 || closing_handle_) {
+      onPlain(nread, data);
+      return;
+    }
+    tls_->receive(data, static_cast<size_t>(nread));
+    // The ciphertext is in the session: read_buf_ can take the plaintext.
+    for (;;) {
+      ssize_t n = tls_->read(read_buf_, sizeof(read_buf_));
+      if (n > 0) {
+        onPlain(n, read_buf_);
+        if (closing_handle_) return;
+        continue;
+      }
+      flushTls();
+      if (n == tls::Session::kWantMore) return;
+      if (n == tls::Session::kClosed) {
+        onPlain(UV_EOF, nullptr);
+      } else {
+        spdlog::debug("TLS with {} failed: {}", peer(), tls_->error());
+        close();
+      }
+      return;
+    }
+  }
+
+  // Sends what the TLS session produced on its own (handshake, tickets, alerts).
+  void flushTls() {
+    if (!tls_->hasOutput() || closing_handle_) return;
+    auto* w = new WriteReq();
+    w->conn = this;
+    w->owned = std::string(tls_->output());
+    tls_->clearOutput();
+    w->bytes = w->owned.size();
+    uv_buf_t b = uv_buf_init(w->owned.data(), static_cast<unsigned>(w->owned.size()));
+    submitRaw(w, &b, 1);
+  }
+
+  void onPlain(ssize_t nread, const char* data) {
     if (nread < 0) {
       // A client that half-closes after its request still gets a deferred answer; a streaming
       // client that closes is gone, as is one whose connection failed.
@@ -378,6 +423,25 @@ class SimpleHttpServer::Connection {
   }
 
   void submit(WriteReq* w, uv_buf_t* bufs, unsigned int nbufs) {
+    if (tls_) {
+      // Encrypt now; the request then owns the records instead of the plaintext parts.
+      if (!tls_->write(bufs, nbufs)) {
+        delete w;
+        close();
+        return;
+      }
+      w->owned = std::string(tls_->output());
+      tls_->clearOutput();
+      w->parts.clear();
+      w->bytes = w->owned.size();
+      uv_buf_t b = uv_buf_init(w->owned.data(), static_cast<unsigned>(w->owned.size()));
+      submitRaw(w, &b, 1);
+      return;
+    }
+    submitRaw(w, bufs, nbufs);
+  }
+
+  void submitRaw(WriteReq* w, uv_buf_t* bufs, unsigned int nbufs) {
     w->req.data = w;
     ++pending_writes_;
     pending_bytes_ += w->bytes;
@@ -444,6 +508,7 @@ class SimpleHttpServer::Connection {
   bool closing_handle_ = false;
   int pending_writes_ = 0;
   size_t pending_bytes_ = 0;
+  tls::SessionPtr tls_;  // the server has TLS
   char read_buf_[16384];
 };
 

@@ -22,6 +22,7 @@
 
 #include "http/headers.h"
 #include "remora/config/config.h"
+#include "tls/tls.h"
 
 namespace remora::http {
 
@@ -116,6 +117,8 @@ class SimpleHttpServer {
   SimpleHttpServer(uv_loop_t* loop, AsyncHandler handler, size_t max_body_bytes = 1 << 20);
   ~SimpleHttpServer();
 
+  // Connections accepted from now on speak TLS with this context (null: plain HTTP).
+  void setTls(tls::ServerContextConstSharedPtr tls) { tls_ = std::move(tls); }
   // Binds and listens. Returns 0 or a negative uv error.
   int listen(const config::Address& address);
   // The port actually bound (useful after listening on port 0); 0 if not listening.
@@ -136,6 +139,7 @@ class SimpleHttpServer {
   AsyncHandler handler_;
   size_t max_body_bytes_;
   uv_tcp_t* listener_ = nullptr;
+  tls::ServerContextConstSharedPtr tls_;
   std::unordered_set<Connection*> connections_;
   std::unordered_set<Connection*> resume_queue_;
   uv_idle_t* resume_idle_ = nullptr;
