@@ -84,6 +84,8 @@ class Channel {
   }
   int fd() const { return fd_; }
   bool wantWrite() const { return want_write_; }
+  // Why the last TLS read or write failed ("" for plain sockets or no failure).
+  const std::string& lastError() const { return last_error_; }
 
   // Sets up TLS and completes the handshake before `deadline`. False with `error`.
   bool startTls(const TlsOptions& o, const std::string& host, Clock::time_point deadline,
@@ -160,6 +162,8 @@ class Channel {
       return -1;
     }
     if (err == SSL_ERROR_ZERO_RETURN) return 0;
+    // TLS 1.3 reports a refused client certificate as an alert on the first read.
+    last_error_ = "TLS: " + sslError();
     errno = ECONNRESET;
     return err == SSL_ERROR_SYSCALL && ERR_peek_error() == 0 ? 0 : -1;
   }
@@ -168,6 +172,7 @@ class Channel {
   SSL_CTX* ctx_ = nullptr;
   SSL* ssl_ = nullptr;
   bool want_write_ = false;
+  std::string last_error_;
 };
 
 }  // namespace
@@ -251,7 +256,8 @@ HttpResult BlockingHttpClient::request(
         break;
       }
     } else {
-      out.error = "cannot read from " + where + ": " + std::strerror(errno);
+      out.error = "cannot read from " + where + ": " +
+                  (ch.lastError().empty() ? std::strerror(errno) : ch.lastError());
       break;
     }
   }

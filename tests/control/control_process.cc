@@ -51,6 +51,11 @@ ControlProcess::~ControlProcess() {
   const bool up = itest::waitFor(
       [&] {
         if (!process_->running()) return true;
+        // An HTTPS control plane (a `tls:` key) cannot be probed in plain HTTP: its log says
+        // when it listens.
+        if (config_.find("tls:") != std::string::npos) {
+          return process_->log().find("listening on https://") != std::string::npos;
+        }
         itest::HttpClient c(port_, "127.0.0.1", Duration(1000));
         return c.get("/healthz").status == 200;
       },

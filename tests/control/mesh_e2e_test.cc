@@ -9,6 +9,7 @@
 
 #include "control_process.h"
 #include "harness.h"
+#include "test_certs.h"
 
 namespace remora::control::test {
 namespace {
@@ -383,6 +384,67 @@ TEST_F(MeshE2ETest, TwentyProxiesAllAckOneChange) {
     EXPECT_TRUE(itest::waitFor([&] { return p->client().get("/m").header("x-upstream-name") == "b"; },
                                itest::Duration(3000)));
   }
+}
+
+
+// 6. The control plane over mTLS: remoractl and the proxy's discovery stream both present client
+// certificates; a caller without one is refused.
+TEST(MeshTlsTest, ControlPlaneOverMutualTls) {
+  if (!REMORA_TARGET_DEFINED || !itest::remoraBinaryExists()) GTEST_SKIP() << "no remora binary";
+  itest::TempDir dir;
+  remora::testing::TestCa ca("mesh-ca");
+  const std::string ca_file = ca.writeCert(dir.path());
+  auto server = ca.issue(dir.path(), "control", {"DNS:control.mesh", "IP:127.0.0.1"});
+  auto ctl_cert = ca.issue(dir.path(), "operator", {"URI:spiffe://mesh/operator"});
+  auto proxy_cert = ca.issue(dir.path(), "sidecar", {"URI:spiffe://mesh/sidecar"});
+  ControlProcess cp(dir);
+  ASSERT_TRUE(cp.start("tls: { cert_file: " + server.cert_file + ", key_file: " +
+                       server.key_file + ", client_ca_file: " + ca_file + " }\n"));
+
+  // No client certificate: the handshake is refused and remoractl says so.
+  CtlResult r = runCtl(dir, cp.address(), {"--cacert", ca_file, "services"});
+  EXPECT_NE(r.exit_code, std::optional<int>(0)) << r.output;
+  EXPECT_NE(r.output.find("TLS"), std::string::npos) << r.output;
+  // Plain HTTP is refused too.
+  EXPECT_NE(cp.get("/healthz").status, 200);
+
+  auto up = std::make_unique<itest::FakeUpstream>(dir, "a");
+  ASSERT_TRUE(up->start());
+  const std::vector<std::string> auth = {"--cacert", ca_file, "--cert", ctl_cert.cert_file,
+                                         "--key", ctl_cert.key_file};
+  auto ctl = [&](std::vector<std::string> args) {
+    std::vector<std::string> full = auth;
+    full.insert(full.end(), args.begin(), args.end());
+    return runCtl(dir, cp.address(), full);
+  };
+  r = ctl({"register", "svc", "a", up->address()});
+  ASSERT_EQ(r.exit_code, std::optional<int>(0)) << r.output;
+
+  // The proxy subscribes over mTLS, verifying the control plane as control.mesh.
+  constexpr const char* kTlsProxy = R"(
+node_id: tls-node
+workers: 1
+admin: { address: ${ADMIN} }
+control_plane:
+  address: ${CP}
+  tls: { ca_file: ${CA}, cert_file: ${CERT}, key_file: ${KEY}, sni: control.mesh }
+listeners:
+  - name: ingress
+    address: ${LISTEN}
+    routes:
+      - match: { prefix: / }
+        cluster: svc
+)";
+  itest::RemoraProcess proxy(dir, "remora");
+  ASSERT_TRUE(proxy.start(kTlsProxy, {{"CP", cp.address()},
+                                      {"CA", ca_file},
+                                      {"CERT", proxy_cert.cert_file},
+                                      {"KEY", proxy_cert.key_file}}));
+  itest::HttpClient client = proxy.client();
+  EXPECT_EQ(client.get("/x").status, 200);
+  r = ctl({"--json", "nodes"});
+  ASSERT_EQ(r.exit_code, std::optional<int>(0)) << r.output;
+  EXPECT_NE(r.output.find("tls-node"), std::string::npos) << r.output;
 }
 
 }  // namespace
