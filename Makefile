@@ -4,7 +4,7 @@
 JOBS ?= $(shell nproc)
 CTEST_JOBS ?= 2
 
-.PHONY: all deps build build-debug build-asan run test test-asan bench bench-chain clean format
+.PHONY: all deps build build-debug build-asan run test test-asan bench bench-chain bench-tls clean format
 
 all: build
 
@@ -43,6 +43,10 @@ bench: build
 # bare vs with retries, redispatch, health checks and weights.
 bench-chain: build
 	@python3 perf/bench.py --targets remora,remora-chain,haproxy,haproxy-chain
+
+# TLS termination: Remora vs HAProxy with the same certificate (TLS req/s and handshakes/s).
+bench-tls: build
+	@python3 perf/bench_tls.py
 
 format:
 	@git ls-files '*.cc' '*.h' | xargs clang-format -i

@@ -861,12 +861,38 @@ TEST(ConfigErrorsTest, NoListeners) {
 
 TEST(ConfigErrorsTest, Tls) {
   EXPECT_TRUE(onlyError(with(kRouteLast, "    tls: { cert_file: /c.pem }\n"), "9:10",
-                        "missing required key \"key_file\" in tls"));
+                        "listener tls needs both \"cert_file\" and \"key_file\""));
+  EXPECT_TRUE(onlyError(with(kRouteLast, "    tls: { client_ca_file: /ca.pem }\n"), "9:10",
+                        "listener tls has no certificate"));
+  EXPECT_TRUE(onlyError(with(kRouteLast, "    tls: { certificates: [{ cert_file: /c.pem }] }\n"),
+                        "9:27", "missing required key \"key_file\" in certificate"));
+  EXPECT_TRUE(noErrors(with(kRouteLast, "    tls: { certificates: [{ cert_file: /c.pem, key_file: "
+                                        "/k.pem }] }\n")));
   EXPECT_TRUE(onlyError(with(kRouteLast, "    tls: { cert_file: \"\", key_file: /k.pem }\n"),
                         "9:23", "\"cert_file\" must not be empty"));
   EXPECT_TRUE(onlyError(with(kClusterLast, "    tls: { cert_file: /c.pem }\n"), "9:10",
                         "upstream tls needs both \"cert_file\" and \"key_file\""));
   EXPECT_TRUE(noErrors(with(kClusterLast, "    tls: { sni: x.internal }\n")));
+}
+
+TEST(ConfigErrorsTest, ClientIdentityNeedsMutualTls) {
+  const std::string base = R"(
+clusters:
+  - name: c
+    endpoints: [{ address: 127.0.0.1:8080 }]
+listeners:
+  - name: l
+    address: 127.0.0.1:15001
+)";
+  const std::string routes = R"(    routes:
+      - match: { prefix: /, client_identity: "spiffe://mesh/web" }
+        cluster: c
+)";
+  EXPECT_TRUE(onlyError(yaml(base + routes), "8:9",
+                        "route \"l/0\" matches on \"client_identity\" but listener \"l\" does "
+                        "not verify client certificates"));
+  EXPECT_TRUE(noErrors(yaml(base + "    tls: { cert_file: /c, key_file: /k, client_ca_file: /ca }\n" +
+                            routes)));
 }
 
 TEST(ConfigErrorsTest, InvalidNames) {
