@@ -391,6 +391,7 @@ ServerContextConstSharedPtr ContextCache::server(const config::ListenerTls& cfg,
   }
   SSL_CTX_set_tlsext_servername_callback(ctx->certs_[0].ctx, &ServerContext::onServerName);
   SSL_CTX_set_tlsext_servername_arg(ctx->certs_[0].ctx, ctx.get());
+  std::erase_if(servers_, [](const auto& e) { return e.second.expired(); });  // rotated away
   servers_[digest] = ctx;
   return ctx;
 }
@@ -432,6 +433,7 @@ ClientContextConstSharedPtr ContextCache::client(const config::UpstreamTls& cfg,
   // keyed for servers only).
   SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
   SSL_CTX_sess_set_new_cb(c, &Session::onNewSession);
+  std::erase_if(clients_, [](const auto& e) { return e.second.expired(); });
   clients_[digest] = ctx;
   return ctx;
 }
