@@ -4,7 +4,7 @@
 JOBS ?= $(shell nproc)
 CTEST_JOBS ?= 2
 
-.PHONY: all deps build build-debug build-asan run test test-asan bench bench-chain bench-tls clean format
+.PHONY: all deps build build-debug build-asan run test test-asan bench bench-chain bench-tls bench-micro clean format
 
 all: build
 
@@ -47,6 +47,10 @@ bench-chain: build
 # TLS termination: Remora vs HAProxy with the same certificate (TLS req/s and handshakes/s).
 bench-tls: build
 	@python3 perf/bench_tls.py
+
+# Google Benchmark: parse+route+rewrite, LB pick, breaker, stats; with allocations per operation.
+bench-micro: build
+	@./build/remora_micro --benchmark_min_time=0.2
 
 format:
 	@git ls-files '*.cc' '*.h' | xargs clang-format -i
