@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <set>
 
+#include "json_text.h"
 #include "remora/config/json.h"
 
 namespace remora::control {
@@ -348,25 +349,32 @@ void ControlApi::heartbeat(const SimpleRequest& req, const std::string& svc, con
       return r->respond(jsonError(400, "\"status\" must be \"UP\" or \"DOWN\", got " + s->dump()));
     }
   }
-  const InstanceStatus before = [&] {
-    const Instance* i = d_.state.registry().findInstance(svc, id);
-    return i == nullptr ? InstanceStatus::Unknown : i->status();
-  }();
-  Registry::HeartbeatResult result = d_.state.registry().heartbeat(svc, id, status);
+  InstanceStatus before = InstanceStatus::Unknown;
+  Registry::HeartbeatResult result = d_.state.registry().heartbeat(svc, id, status, &before);
   if (result == Registry::HeartbeatResult::NotFound) {
     return r->respond(jsonError(404, "no instance \"" + id + "\" in service \"" + svc +
                                          "\"; register it first (PUT /v1/services/" + svc +
                                          "/instances/" + id + ")"));
   }
   const Instance* inst = d_.state.registry().findInstance(svc, id);
-  json out = {{"service", svc}, {"instance", d_.state.registry().instanceJson(*inst)}};
   if (result == Registry::HeartbeatResult::Renewed) {
     // A renewal only moves this instance's deadline later: the TTL timer may fire early and
     // re-arm itself, which is cheaper than a scan of the registry per heartbeat.
     // A plain renewal changes no endpoint: not versioned, not persisted (see README).
-    out["version"] = std::to_string(d_.state.version());
-    return r->respond(jsonResponse(200, out));
+    // The hot path (10,000 instances every 10 s is 1,000 a second): the answer is written as
+    // text, the same document as the json below with its keys in the same order.
+    std::string text;
+    text.reserve(512);
+    text += "{\"instance\":";
+    d_.state.registry().appendInstanceJson(text, *inst);
+    text += ",\"service\":";
+    appendJsonString(text, svc);
+    text += ",\"version\":";
+    appendJsonString(text, std::to_string(d_.state.version()));
+    text += "}\n";
+    return r->respond(http::SimpleResponse::json(200, std::move(text)));
   }
+  json out = {{"service", svc}, {"instance", d_.state.registry().instanceJson(*inst)}};
   d_.on_registry_changed();
   commitAndRespond(actor,
                    "heartbeat " + svc + "/" + id + " " + std::string(toString(before)) + " -> " +

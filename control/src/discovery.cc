@@ -171,6 +171,7 @@ void DiscoveryService::pushTo(Node& node, uint64_t version_num, const std::strin
   auto head = std::make_shared<const std::string>("{\"version\":" + nlohmann::json(version).dump() +
                                                   ",\"nonce\":\"" + node.nonce + "\",");
   node.stream->writeParts({std::move(head), body});
+  node.sent_at = nowText();
   node.last_write = time_.now();
   ++node.pushes;
   ++pushes_;
@@ -285,13 +286,13 @@ DiscoveryService::AckResult DiscoveryService::ack(const nlohmann::json& body) {
     return bad("version \"" + *version + "\" does not match the version sent with this nonce (\"" +
                node.sent_version + "\")");
   }
-  node.last_ack_time = nowText();
   if (error) {
     node.nacked_version = *version;
     node.last_error = *error;
     spdlog::warn("discovery: node {} refused version {} (NACK): {}", node.id, *version, *error);
   } else {
     node.acked_version = *version;
+    node.acked_at = nowText();
     spdlog::debug("discovery: node {} applied version {} (ACK)", node.id, *version);
   }
   return {200, {{"accepted", true}}};
@@ -310,6 +311,9 @@ nlohmann::json DiscoveryService::nodesJson() const {
          node.sent_version.empty() ? nlohmann::json(nullptr) : nlohmann::json(node.sent_version)},
         {"peer", node.peer},
         {"connected_since", node.connected_since},
+        {"sent_at", node.sent_at.empty() ? nlohmann::json(nullptr) : nlohmann::json(node.sent_at)},
+        {"acked_at",
+         node.acked_at.empty() ? nlohmann::json(nullptr) : nlohmann::json(node.acked_at)},
         {"pushes", node.pushes},
     });
   }

@@ -75,7 +75,10 @@ class DiscoveryService {
     std::optional<std::string> nacked_version;
     std::optional<std::string> last_error;
     std::string connected_since;
-    std::string last_ack_time;
+    // Wall times (UTC, ms) of the last snapshot written to the stream and of the ACK that set
+    // acked_version: how long a change took to reach this proxy (perf/bench_control.py).
+    std::string sent_at;
+    std::string acked_at;
     MonotonicTime last_write;
     MonotonicTime disconnected_at;
     bool push_pending = false;  // a newer snapshot waits for the socket to drain

@@ -54,7 +54,8 @@ struct Instance {
 };
 
 struct Service {
-  std::map<std::string, Instance> instances;  // by id, so every listing is in id order
+  // By id, so every listing is in id order; std::less<> finds by string_view without a copy.
+  std::map<std::string, Instance, std::less<>> instances;
 };
 
 // Instances expire after one TTL and are removed after this many.
@@ -72,9 +73,10 @@ class Registry {
   UpsertResult upsert(const std::string& service, const std::string& id, InstanceSpec spec);
 
   enum class HeartbeatResult { NotFound, Renewed, StatusChanged };
-  // Renews the TTL; `status` (UP/DOWN) replaces the reported status when given.
+  // Renews the TTL; `status` (UP/DOWN) replaces the reported status when given. `before`, when
+  // given, receives the status the instance had (unchanged on NotFound).
   HeartbeatResult heartbeat(const std::string& service, const std::string& id,
-                            std::optional<InstanceStatus> status);
+                            std::optional<InstanceStatus> status, InstanceStatus* before = nullptr);
 
   // False if there was no such instance.
   bool remove(const std::string& service, const std::string& id);
@@ -91,7 +93,8 @@ class Registry {
   // The next moment expire() would change something; nullopt when nothing can expire.
   std::optional<MonotonicTime> nextDeadline() const;
 
-  const std::map<std::string, Service>& services() const { return services_; }
+  using ServiceMap = std::map<std::string, Service, std::less<>>;
+  const ServiceMap& services() const { return services_; }
   const Service* findService(std::string_view name) const;
   const Instance* findInstance(std::string_view service, std::string_view id) const;
   size_t instanceCount() const;
@@ -99,7 +102,10 @@ class Registry {
   // UP instances with weight > 0, in id order, one per address (the first id wins).
   std::vector<config::Endpoint> endpoints(std::string_view service) const;
 
-  // The REST view of an instance.
+  // The REST view of an instance, as JSON text appended to `out` (keys in name order, as
+  // nlohmann::json would write them) and as a tree. The text is the heartbeat answer's fast
+  // path: 1,000 renewals a second must not each build and free a JSON tree.
+  void appendInstanceJson(std::string& out, const Instance& instance) const;
   nlohmann::json instanceJson(const Instance& instance) const;
 
   // Persistence: everything but the heartbeat clocks, which restart on load (see load()).
@@ -116,7 +122,7 @@ class Registry {
   Instance* find(const std::string& service, const std::string& id);
 
   const TimeSource& time_;
-  std::map<std::string, Service> services_;
+  ServiceMap services_;
 };
 
 }  // namespace remora::control

@@ -76,8 +76,20 @@ TEST(ControlIntegrationTest, RegistryHappyPath) {
   ASSERT_EQ(r.status, 200);
   EXPECT_EQ(r.body["instances"][0]["weight"], 5);
 
+  const std::string before_renewal = cp.get("/healthz").body["version"];
   r = cp.call("PUT", "/v1/services/orders/instances/o2/heartbeat", "");
   ASSERT_EQ(r.status, 200) << r.raw;
+  // A renewal's answer (written as text on the hot path) is the instance as GET shows it.
+  EXPECT_EQ(r.body["service"], "orders");
+  EXPECT_EQ(r.body["version"], before_renewal) << "a renewal is not a change";
+  JsonResponse got = cp.get("/v1/services/orders/instances/o2");
+  ASSERT_EQ(got.status, 200) << got.raw;
+  for (const char* volatile_key : {"since_heartbeat", "last_heartbeat"}) {
+    ASSERT_TRUE(r.body["instance"].contains(volatile_key)) << r.raw;
+    r.body["instance"].erase(volatile_key);
+    got.body.erase(volatile_key);
+  }
+  EXPECT_EQ(r.body["instance"], got.body);
   r = cp.call("PUT", "/v1/services/orders/instances/o2/heartbeat", R"({"status":"DOWN"})");
   ASSERT_EQ(r.status, 200) << r.raw;
   EXPECT_EQ(r.body["instance"]["status"], "DOWN");
@@ -339,6 +351,14 @@ TEST(ControlIntegrationTest, AcksAndNacksShowInNodes) {
   EXPECT_EQ(r.body[0]["node_id"], "edge/1");
   EXPECT_EQ(r.body[0]["connected"], true);
   EXPECT_TRUE(r.body[0]["acked_version"].is_null());
+  EXPECT_TRUE(r.body[0]["acked_at"].is_null());
+  // "2024-05-01T12:00:00.123Z": fixed width, so the strings order like the times.
+  auto is_time = [](const json& v) {
+    return v.is_string() && v.get<std::string>().size() == 24 && v.get<std::string>()[10] == 'T' &&
+           v.get<std::string>().back() == 'Z';
+  };
+  ASSERT_TRUE(is_time(r.body[0]["sent_at"])) << r.raw;
+  const std::string sent_at = r.body[0]["sent_at"];
 
   r = cp.call("POST", "/v1/discovery/ack",
               json{{"node", "edge/1"}, {"version", s1["version"]}, {"nonce", s1["nonce"]}}.dump());
@@ -346,6 +366,9 @@ TEST(ControlIntegrationTest, AcksAndNacksShowInNodes) {
   EXPECT_EQ(r.body["accepted"], true);
   r = cp.get("/v1/nodes");
   EXPECT_EQ(r.body[0]["acked_version"], s1["version"]);
+  ASSERT_TRUE(is_time(r.body[0]["acked_at"])) << r.raw;
+  const std::string acked_at = r.body[0]["acked_at"];
+  EXPECT_GE(acked_at, sent_at);
 
   ASSERT_EQ(cp.call("PUT", "/v1/clusters/x", R"({"lb_policy":"random"})").status, 201);
   json s2 = nextSnapshot(reader);
@@ -359,6 +382,8 @@ TEST(ControlIntegrationTest, AcksAndNacksShowInNodes) {
   ASSERT_EQ(r.status, 200) << r.raw;
   r = cp.get("/v1/nodes");
   EXPECT_EQ(r.body[0]["acked_version"], s1["version"]) << "a NACK keeps the last ACK";
+  EXPECT_EQ(r.body[0]["acked_at"], acked_at) << "and its time";
+  EXPECT_GE(r.body[0]["sent_at"].get<std::string>(), acked_at) << "s2 was sent after s1's ACK";
   EXPECT_EQ(r.body[0]["nacked_version"], s2["version"]);
   EXPECT_EQ(r.body[0]["last_error"], "cluster x: no such lb");
 

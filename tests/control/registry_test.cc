@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "fake_time_source.h"
+#include "json_text.h"
 
 namespace remora::control {
 namespace {
@@ -111,6 +112,80 @@ TEST_F(RegistryTest, DownIsReportedKeptAcrossRenewalsAndNotAnEndpoint) {
   // Re-registering is UP again.
   registry_.upsert("orders", "a", spec("10.0.0.1:80"));
   EXPECT_EQ(status("orders", "a"), InstanceStatus::Up);
+}
+
+TEST_F(RegistryTest, HeartbeatReportsTheStatusBefore) {
+  registry_.upsert("orders", "a", spec("10.0.0.1:80"));
+  InstanceStatus before = InstanceStatus::Unknown;
+  EXPECT_EQ(registry_.heartbeat("orders", "a", InstanceStatus::Down, &before),
+            Registry::HeartbeatResult::StatusChanged);
+  EXPECT_EQ(before, InstanceStatus::Up);
+  time_.advance(seconds(11));
+  registry_.expire();
+  EXPECT_EQ(registry_.heartbeat("orders", "a", std::nullopt, &before),
+            Registry::HeartbeatResult::StatusChanged);
+  EXPECT_EQ(before, InstanceStatus::Unknown) << "lapsed";
+  before = InstanceStatus::Up;
+  EXPECT_EQ(registry_.heartbeat("orders", "x", std::nullopt, &before),
+            Registry::HeartbeatResult::NotFound);
+  EXPECT_EQ(before, InstanceStatus::Up) << "untouched when there is no such instance";
+}
+
+TEST(FormatWallTimeTest, MillisecondsUtcFixedWidth) {
+  using std::chrono::system_clock;
+  EXPECT_EQ(formatWallTime(system_clock::time_point(milliseconds(5))), "1970-01-01T00:00:00.005Z");
+  // 2024-05-01T12:03:04.120Z (a leap year, after February).
+  EXPECT_EQ(formatWallTime(system_clock::time_point(milliseconds(int64_t{1714564984120}))),
+            "2024-05-01T12:03:04.120Z");
+  EXPECT_EQ(formatWallTime(system_clock::time_point(milliseconds(int64_t{4102444799999}))),
+            "2099-12-31T23:59:59.999Z");
+}
+
+TEST(JsonTextTest, StringsRoundTripThroughAJsonParser) {
+  const std::string cases[] = {
+      "",          "plain",         "a\"b",      "back\\slash",
+      "\"\\\"",    "tab\tnl\ncr\r", "\x01\x1f!", "caf\xc3\xa9 \xe2\x82\xac",
+      "trailing\\"};
+  for (const std::string& s : cases) {
+    std::string out = "x";
+    appendJsonString(out, s);
+    EXPECT_EQ(out.front(), 'x');
+    EXPECT_EQ(nlohmann::json::parse(out.substr(1)).get<std::string>(), s) << out;
+  }
+  std::string out;
+  appendJsonString(out, "\x01");
+  EXPECT_EQ(out, "\"\\u0001\"");
+}
+
+TEST_F(RegistryTest, InstanceJsonTextIsTheTreeWithSortedKeys) {
+  InstanceSpec s = spec("10.0.0.1:80", 7, config::Duration(1500));
+  s.metadata = {{"zone", "a\"b"}, {"n", 1}};
+  registry_.upsert("orders", "a:1", s);
+  registry_.upsert("orders", "plain", spec("[::1]:80"));
+  time_.advance(milliseconds(250));
+  for (const char* id : {"a:1", "plain"}) {
+    const Instance* inst = registry_.findInstance("orders", id);
+    ASSERT_NE(inst, nullptr);
+    std::string text;
+    registry_.appendInstanceJson(text, *inst);
+    const nlohmann::json tree = nlohmann::json::parse(text);
+    // nlohmann writes object keys in name order: the text must be exactly its own dump.
+    EXPECT_EQ(text, tree.dump()) << id;
+    EXPECT_EQ(tree, registry_.instanceJson(*inst));
+  }
+  std::string text;
+  registry_.appendInstanceJson(text, *registry_.findInstance("orders", "a:1"));
+  const nlohmann::json j = nlohmann::json::parse(text);
+  EXPECT_EQ(j["id"], "a:1");
+  EXPECT_EQ(j["address"], "10.0.0.1:80");
+  EXPECT_EQ(j["weight"], 7);
+  EXPECT_EQ(j["ttl"], "1500ms");
+  EXPECT_EQ(j["status"], "UP");
+  EXPECT_EQ(j["metadata"]["zone"], "a\"b");
+  EXPECT_EQ(j["since_heartbeat"], "250ms");
+  EXPECT_EQ(j["registered_at"].get<std::string>().size(), 24u);
+  EXPECT_EQ(j["last_heartbeat"], j["registered_at"]);
+  EXPECT_EQ(j.size(), 9u);
 }
 
 TEST_F(RegistryTest, UnknownInstancesAndServices) {
