@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "access_log.h"
@@ -77,6 +78,8 @@ class Server {
   SnapshotConstSharedPtr current_;
   config::ConfigConstSharedPtr file_config_;       // last good file config
   std::vector<config::Cluster> pushed_clusters_;   // last good control-plane clusters
+  // The same clusters by their JSON text, so an unchanged cluster is not parsed again.
+  std::unordered_map<std::string, config::Cluster> pushed_parse_cache_;
   std::string pushed_version_;                     // "" until a snapshot was applied
   std::string version_label_ = "0";                // what /config shows as the version
   bool first_snapshot_acked_ = false;
