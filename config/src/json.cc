@@ -95,6 +95,7 @@ json listenerJson(const Listener& l) {
       {"request_headers_timeout", formatDuration(l.request_headers_timeout)},
       {"max_request_headers_kb", l.max_request_headers_kb},
   };
+  if (l.max_connections != 0) out["max_connections"] = l.max_connections;
   if (l.tls) {
     json tls = {{"cert_file", l.tls->cert_file}, {"key_file", l.tls->key_file}};
     if (!l.tls->client_ca_file.empty()) tls["client_ca_file"] = l.tls->client_ca_file;
