@@ -4,7 +4,7 @@
 JOBS ?= $(shell nproc)
 CTEST_JOBS ?= 2
 
-.PHONY: all deps build build-debug build-asan run test test-asan bench bench-chain bench-tls bench-micro clean format
+.PHONY: all deps build build-debug build-asan run mesh-demo test test-asan bench bench-chain bench-control bench-tls bench-micro clean format fuzz
 
 all: build
 
@@ -27,6 +27,11 @@ build-asan: deps
 run: build
 	@bash scripts/run-quickstart.sh
 
+# A whole mesh on this machine: remora-control, four app + sidecar pairs registering themselves,
+# and a traffic loop; prints the admin URLs and things to try. Ctrl-C stops it (deploy/local).
+mesh-demo: build
+	@bash scripts/mesh-demo.sh
+
 # Every unit and integration test against the Release build.
 test: build
 	@ctest --preset release -j $(CTEST_JOBS)
@@ -34,6 +39,14 @@ test: build
 # The same suite under AddressSanitizer + UndefinedBehaviorSanitizer.
 test-asan: build-asan
 	@ctest --preset asan -j $(CTEST_JOBS)
+
+# libFuzzer targets (tests/fuzz; clang, ASan+UBSan, build-fuzz/): each runs FUZZ_SECONDS
+# (default 60) from its seed corpus; a crash, leak, undefined behaviour or failed check fails.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	@cmake --preset fuzz >/dev/null
+	@cmake --build --preset fuzz -j $(JOBS)
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) bash tests/fuzz/run.sh
 
 # Remora vs HAProxy vs nginx under wrk; prints medians and ratios.
 bench: build
@@ -43,6 +56,11 @@ bench: build
 # bare vs with retries, redispatch, health checks and weights.
 bench-chain: build
 	@python3 perf/bench.py --targets remora,remora-chain,haproxy,haproxy-chain
+
+# The control plane: registry change -> last proxy ACK with 1/10/50 proxies and 100/1,000/10,000
+# endpoints, and its CPU and memory with 10,000 instances heartbeating (perf/README.md).
+bench-control: build
+	@python3 perf/bench_control.py
 
 # TLS termination: Remora vs HAProxy with the same certificate (TLS req/s and handshakes/s).
 bench-tls: build

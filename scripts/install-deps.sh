@@ -2,15 +2,24 @@
 # Installs the Debian packages Remora needs to build, test and benchmark.
 # Idempotent: it asks dpkg what is already there and installs only what is missing,
 # so a second run on a ready machine does nothing and needs no network.
+# `--build-only`: just what building the binaries needs (the container image's build stage).
 set -euo pipefail
 
-packages=(
+build_packages=(
   build-essential cmake ninja-build pkg-config
   libuv1-dev node-llhttp libssl-dev libyaml-cpp-dev libspdlog-dev nlohmann-json3-dev
+)
+packages=(
+  "${build_packages[@]}"
   libgtest-dev libgmock-dev libbenchmark-dev
   curl openssl python3 procps
   wrk haproxy nginx-light
+  clang libclang-rt-14-dev llvm   # `make fuzz`: clang, libFuzzer's runtime, llvm-symbolizer
+  systemd jq
 )
+if [ "${1:-}" = "--build-only" ]; then
+  packages=("${build_packages[@]}")
+fi
 
 missing=()
 for p in "${packages[@]}"; do

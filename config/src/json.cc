@@ -108,6 +108,7 @@ json listenerJson(const Listener& l) {
       {"request_headers_timeout", formatDuration(l.request_headers_timeout)},
       {"max_request_headers_kb", l.max_request_headers_kb},
   };
+  if (l.max_connections != 0) out["max_connections"] = l.max_connections;
   if (l.tls) {
     json tls = json::object();
     if (!l.tls->cert_file.empty()) {

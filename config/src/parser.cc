@@ -1,6 +1,7 @@
 #include "remora/config/parser.h"
 
 #include <unistd.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -8,6 +9,7 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <sstream>
 
 #include "yaml_reader.h"
 
@@ -126,6 +128,12 @@ void readHeaderMap(ErrorSink& sink, const Field& field, std::string_view what,
     const SourceLoc value_loc = it->second.IsNull() ? sink.loc(it->first) : sink.loc(it->second);
     std::string value;
     if (!detail::readString(sink, it->second, value_loc, name, value, /*allow_empty=*/true)) {
+      continue;
+    }
+    if (value.find_first_of(std::string_view("\r\n\0", 3)) != std::string::npos) {
+      // Written as is into responses: a line break would split the header block.
+      sink.add(value_loc, "header " + quote(name) + " in " + std::string(what) +
+                              " must not contain CR, LF or NUL");
       continue;
     }
     const bool duplicate =
@@ -357,7 +365,10 @@ void parseRetryOn(ErrorSink& sink, MapReader& m, RetryPolicy& out) {
   }
   uint32_t bits = 0;
   bool bad = false;
-  for (const auto& [name, loc] : items) {
+  for (const auto& item : items) {
+    // Not a structured binding: clang before 16 cannot capture one in the lambda below.
+    const std::string& name = item.first;
+    const SourceLoc& loc = item.second;
     const auto* c = std::find_if(std::begin(kRetryConditions), std::end(kRetryConditions),
                                  [&](const RetryCondition& rc) { return rc.name == name; });
     if (c == std::end(kRetryConditions)) {
@@ -590,7 +601,7 @@ void parseListener(ErrorSink& sink, const YAML::Node& node, size_t index, Listen
   l.loc = sink.loc(node);
   MapReader m(sink, node, "listener",
               {"name", "address", "idle_timeout", "request_headers_timeout",
-               "max_request_headers_kb", "tls", "routes"});
+               "max_request_headers_kb", "max_connections", "tls", "routes"});
   if (!m.ok()) return;
   readName(m, "listener", l.name);
   m.require("address");
@@ -598,6 +609,7 @@ void parseListener(ErrorSink& sink, const YAML::Node& node, size_t index, Listen
   m.readDuration("idle_timeout", l.idle_timeout);
   m.readDuration("request_headers_timeout", l.request_headers_timeout);
   m.readUint32("max_request_headers_kb", l.max_request_headers_kb, 1);
+  m.readUint32("max_connections", l.max_connections, 1);
   if (const Field* f = m.map("tls")) parseListenerTls(sink, f->value, l.tls.emplace());
 
   const std::string who = label("listener", l.name);
@@ -840,12 +852,65 @@ void sortErrors(std::vector<ConfigError>& errors) {
 
 namespace {
 
+// Where the root node of each document of a YAML stream is. YAML::LoadAll() is not used: in
+// yaml-cpp 0.7 it never returns when a ',' stands outside a flow collection (e.g. a file that is
+// just ","): each call yields another empty document without consuming the comma, so it loops
+// while its memory grows (found by tests/fuzz/config_fuzzer). Driving the parser here lets us
+// stop after a few documents.
+class DocumentRoots : public YAML::EventHandler {
+ public:
+  std::vector<YAML::Mark> roots;
+
+  void OnDocumentStart(const YAML::Mark&) override { in_document_without_root_ = true; }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t) override { node(mark); }
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override { node(mark); }
+  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                const std::string&) override {
+    node(mark);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
+    node(mark);
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    node(mark);
+  }
+  void OnMapEnd() override {}
+
+ private:
+  void node(const YAML::Mark& mark) {
+    if (!in_document_without_root_) return;
+    in_document_without_root_ = false;
+    roots.push_back(mark);
+  }
+  bool in_document_without_root_ = false;
+};
+
 LoadResult load(std::string_view yaml, std::string_view file_name, std::string source_file) {
   LoadResult result;
   ErrorSink sink(file_name, result.errors);
-  std::vector<YAML::Node> docs;
+  YAML::Node root(YAML::NodeType::Null);  // an empty file is an empty map: see parseConfig()
   try {
-    docs = YAML::LoadAll(std::string(yaml));
+    std::istringstream in{std::string(yaml)};
+    YAML::Parser parser(in);
+    DocumentRoots roots;
+    // A config is one document; reading up to three tells "more than one" from "stuck".
+    for (int i = 0; i < 3 && parser.HandleNextDocument(roots); ++i) {
+    }
+    if (roots.roots.size() == 3 && roots.roots[2].pos == roots.roots[1].pos) {
+      sink.add(roots.roots[1],
+               "YAML syntax error: unexpected ',' outside a [ ] or { } collection");
+      return result;
+    }
+    if (roots.roots.size() > 1) {
+      sink.add(roots.roots[1],
+               "a config file holds one YAML document; remove the '---' and what follows "
+               "or merge the documents");
+    }
+    if (!roots.roots.empty()) root = YAML::Load(std::string(yaml));
   } catch (const YAML::ParserException& e) {
     // yaml-cpp stops at the first syntax error, so this is the only error of the file.
     sink.add(e.mark, "YAML syntax error: " + e.msg);
@@ -854,12 +919,6 @@ LoadResult load(std::string_view yaml, std::string_view file_name, std::string s
     sink.add(e.mark, std::string("cannot parse YAML: ") + e.what());
     return result;
   }
-  if (docs.size() > 1) {
-    sink.add(docs[1],
-             "a config file holds one YAML document; remove the '---' and what follows "
-             "or merge the documents");
-  }
-  const YAML::Node root = docs.empty() ? YAML::Node(YAML::NodeType::Null) : docs[0];
   Config config;
   try {
     config = parseConfig(root, file_name, result.errors);

@@ -290,28 +290,42 @@ void DiscoveryClient::onStreamClosed(const std::string& why) {
       delay, 0);
 }
 
-void DiscoveryClient::onLine(const std::string& line) {
+std::optional<DiscoveryClient::Update> DiscoveryClient::parseLine(std::string_view line,
+                                                                  std::string& error) {
+  error.clear();
   nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
   if (j.is_discarded() || !j.is_object()) {
-    spdlog::warn("control plane sent a line that is not a JSON object; ignoring it");
+    error = "a line that is not a JSON object";
+    return std::nullopt;
+  }
+  if (!j.contains("version")) return std::nullopt;  // heartbeat or other notice
+  // Field types are checked, never assumed: json::get/value throw on a mismatch, and an exception
+  // here would end the process from inside a libuv callback.
+  Update u;
+  const nlohmann::json& version = j["version"];
+  u.version = version.is_string() ? version.get<std::string>() : version.dump();
+  if (j.contains("nonce")) {
+    const nlohmann::json& nonce = j["nonce"];
+    u.nonce = nonce.is_string() ? nonce.get<std::string>() : nonce.dump();
+  }
+  u.clusters = j.contains("clusters") ? j["clusters"] : nlohmann::json::array();
+  if (!u.clusters.is_array()) error = "\"clusters\" is not an array";
+  return u;
+}
+
+void DiscoveryClient::onLine(const std::string& line) {
+  std::string error;
+  std::optional<Update> u = parseLine(line, error);
+  if (!u) {
+    if (!error.empty()) spdlog::warn("control plane sent {}; ignoring it", error);
     return;
   }
-  if (!j.contains("version")) return;  // heartbeat or other notice
   if (stream_ != nullptr && !stream_->established) {
     stream_->established = true;
     spdlog::info("control plane {}: discovery stream open for node {}", server_.str(), node_id_);
   }
-  Update u;
-  u.version = j["version"].is_string() ? j["version"].get<std::string>() : j["version"].dump();
-  u.nonce = j.value("nonce", "");
-  u.clusters = j.contains("clusters") ? j["clusters"] : nlohmann::json::array();
-  std::string error;
-  if (!u.clusters.is_array()) {
-    error = "\"clusters\" is not an array";
-  } else {
-    error = on_update_(u);
-  }
-  sendAck(u.version, u.nonce, error);
+  if (error.empty()) error = on_update_(*u);
+  sendAck(u->version, u->nonce, error);
 }
 
 void DiscoveryClient::sendAck(const std::string& version, const std::string& nonce,

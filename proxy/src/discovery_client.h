@@ -13,8 +13,10 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
+#include <string_view>
 
 #include <nlohmann/json.hpp>
 
@@ -46,6 +48,12 @@ class DiscoveryClient {
 
   // Backoff before reconnect attempt `n` (0-based): full jitter over [0, min(30s, 250ms * 2^n)].
   static uint64_t backoffMs(uint32_t n, uint64_t random);
+
+  // One line of the discovery stream. nullopt: not an update, and `error` says why when the line
+  // is not even a JSON object (it is logged and ignored), or is empty for a heartbeat. Otherwise
+  // the update, with `error` set when it must be NACKed without being applied. Never throws,
+  // whatever the control plane sends (tests/fuzz/discovery_fuzzer.cc).
+  static std::optional<Update> parseLine(std::string_view line, std::string& error);
 
  private:
   struct Stream;

@@ -14,8 +14,11 @@ constexpr size_t kMaxPipelinedBytes = 64 * 1024;
 // How long a connection closed after an error keeps reading (and discarding) so the client sees
 // the error response instead of a reset caused by unread data.
 constexpr std::chrono::milliseconds kLingerTimeout{2000};
-// Marks a callback error as "headers too large" (answered 431).
-constexpr int kErrHeadersTooLarge = HPE_USER;
+// Marks a callback error as "the head was refused" (a size limit, obs-fold): answered with the
+// status the callback chose.
+constexpr int kErrHeadRefused = HPE_USER;
+// Header lines per request; more is answered 431. Envoy's default (max_headers_count) is 100 too.
+constexpr size_t kMaxRequestHeaders = 100;
 
 DownstreamConnection* fromParser(llhttp_t* p) {
   return static_cast<DownstreamConnection*>(p->data);
@@ -86,9 +89,19 @@ void DownstreamConnection::accept(uv_stream_t* server) {
     close();
     return;
   }
+  if (l->config->max_connections != 0 &&
+      !l->stats->downstream_connections_active.tryAdd(1, l->config->max_connections)) {
+    // Over the listener's cap: close at once (as Envoy does), so the client learns quickly and
+    // the connections already open keep their share of the worker.
+    l->stats->downstream_connections_rejected.inc();
+    spdlog::debug("listener {}: max_connections ({}) reached; closing the connection from {}",
+                  listener_name_, l->config->max_connections, peer_address_);
+    close();
+    return;
+  }
+  if (l->config->max_connections == 0) l->stats->downstream_connections_active.add(1);
+  l->stats->downstream_connections.inc();
   listener_stats_ = l->stats;
-  listener_stats_->downstream_connections.inc();
-  listener_stats_->downstream_connections_active.add(1);
   if (l->tls) {
     // The context of the snapshot current at accept time: a rotated certificate applies to new
     // connections, established ones keep theirs.
@@ -163,6 +176,7 @@ void DownstreamConnection::onRead(uv_stream_t* s, ssize_t nread, const uv_buf_t*
     if (nread < 0) self->close();  // EOF or error: the client has read our answer
     return;
   }
+  self->last_client_io_ms_ = uv_now(self->worker_.loop());
   if (nread < 0) {
     if (nread == UV_EOF) {
       self->onPeerEof();
@@ -242,6 +256,15 @@ void DownstreamConnection::processInput(const char* data, size_t len) {
     updateReading();
     return;
   }
+  // For obs-fold detection (onHeaderValue): the last byte before this buffer that is not SP/HT.
+  non_ws_before_input_ = non_ws_tail_;
+  for (size_t i = len; i-- > 0;) {
+    if (data[i] != ' ' && data[i] != '\t') {
+      non_ws_tail_ = data[i];
+      break;
+    }
+  }
+  input_begin_ = data;
   llhttp_errno_t err = llhttp_execute(&parser_, data, len);
   if (closing_) return;
   if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
@@ -280,8 +303,8 @@ void DownstreamConnection::processPipelined() {
 }
 
 void DownstreamConnection::onParseError(llhttp_errno_t err) {
-  if (err == kErrHeadersTooLarge && headers_too_large_) {
-    localReplyAndClose(431, "request headers exceed the listener's max_request_headers_kb");
+  if (err == kErrHeadRefused && refused_status_ != 0) {
+    localReplyAndClose(refused_status_, refused_reason_);
     return;
   }
   const char* reason = llhttp_get_error_reason(&parser_);
@@ -394,6 +417,7 @@ void DownstreamConnection::updateReading() {
 }
 
 void DownstreamConnection::onWriteProgress() {
+  last_client_io_ms_ = uv_now(worker_.loop());
   if (close_after_flush_ && writer_.pendingBytes() == 0) {
     closeAfterFlush();
     return;
@@ -410,6 +434,7 @@ void DownstreamConnection::onWriteError(int err) {
 
 void DownstreamConnection::onStreamComplete(bool close_connection) {
   worker_.deferredDelete(std::move(stream_));
+  if (stream_idle_timer_) stream_idle_timer_->disable();
   if (close_connection || draining_ || peer_closed_ || !head_.keep_alive) {
     closing_ = true;
     close_after_flush_ = true;
@@ -446,6 +471,7 @@ void DownstreamConnection::close() {
   if (uv_is_closing(h)) return;
   if (stream_ && !stream_->complete()) stream_->onDownstreamReset("connection closed");
   if (stream_) worker_.deferredDelete(std::move(stream_));
+  stream_idle_timer_.reset();
   if (listener_stats_ != nullptr) listener_stats_->downstream_connections_active.sub(1);
   listener_stats_ = nullptr;
   listener_ = nullptr;
@@ -461,6 +487,47 @@ void DownstreamConnection::onClose(uv_handle_t* handle) {
   delete self;
 }
 
+void DownstreamConnection::armStreamIdleTimer() {
+  const ListenerInfo* l = currentListener();
+  if (l == nullptr || l->config->idle_timeout.count() <= 0) return;
+  if (!stream_idle_timer_) {
+    stream_idle_timer_ = std::make_unique<Timer>(worker_.loop(), [this] { onStreamIdleTimeout(); });
+  }
+  last_client_io_ms_ = uv_now(worker_.loop());
+  stream_idle_timer_->enable(l->config->idle_timeout);
+}
+
+void DownstreamConnection::onStreamIdleTimeout() {
+  const ListenerInfo* l = currentListener();
+  if (!stream_ || stream_->complete() || l == nullptr) return;
+  const auto idle = static_cast<uint64_t>(l->config->idle_timeout.count());
+  const uint64_t since = uv_now(worker_.loop()) - last_client_io_ms_;
+  if (since < idle) {
+    // Bytes moved meanwhile: look again when the quiet period could have lasted idle_timeout.
+    stream_idle_timer_->enable(std::chrono::milliseconds(idle - since));
+    return;
+  }
+  // Only the client's own silence counts: while the proxy waits for the upstream (which the
+  // route timeout bounds) or has paused reading for flow control, the client is not at fault.
+  const bool not_reading = writer_.pendingBytes() > 0;
+  const bool not_sending =
+      in_message_ && !parser_paused_ && (read_paused_ & kReadPausedUpstreamFull) == 0;
+  if (!not_reading && !not_sending) {
+    stream_idle_timer_->enable(l->config->idle_timeout);
+    return;
+  }
+  if (not_sending && !stream_->responseStarted()) {
+    spdlog::debug("request body from {} stalled for idle_timeout ({}ms); answering 408",
+                  peer_address_, idle);
+    stream_->sendLocalReply(408, "request body not received within the listener's idle_timeout",
+                            true);
+    return;
+  }
+  spdlog::debug("client {} stopped {} for idle_timeout ({}ms); closing the connection",
+                peer_address_, not_reading ? "reading the response" : "sending the request", idle);
+  close();
+}
+
 // --- llhttp callbacks ------------------------------------------------------------------------
 
 int DownstreamConnection::onMessageBegin(llhttp_t* p) {
@@ -470,7 +537,7 @@ int DownstreamConnection::onMessageBegin(llhttp_t* p) {
   self->value_.clear();
   self->in_value_ = false;
   self->header_bytes_ = 0;
-  self->headers_too_large_ = false;
+  self->refused_status_ = 0;
   self->in_message_ = true;
   const ListenerInfo* l = self->currentListener();
   if (l != nullptr) {
@@ -484,11 +551,17 @@ int DownstreamConnection::onUrl(llhttp_t* p, const char* at, size_t len) {
   auto* self = fromParser(p);
   self->header_bytes_ += len;
   if (self->header_bytes_ > self->max_header_bytes_) {
-    self->headers_too_large_ = true;
-    return kErrHeadersTooLarge;
+    return self->refuseHead(414, "request target longer than the listener's "
+                                    "max_request_headers_kb");
   }
   self->head_.url.append(at, len);
   return 0;
+}
+
+int DownstreamConnection::refuseHead(int status, const char* reason) {
+  refused_status_ = status;
+  refused_reason_ = reason;
+  return kErrHeadRefused;
 }
 
 void DownstreamConnection::commitHeader() {
@@ -503,10 +576,15 @@ int DownstreamConnection::onHeaderField(llhttp_t* p, const char* at, size_t len)
   auto* self = fromParser(p);
   self->header_bytes_ += len + 4;  // ": " and CRLF count against the limit too
   if (self->header_bytes_ > self->max_header_bytes_) {
-    self->headers_too_large_ = true;
-    return kErrHeadersTooLarge;
+    return self->refuseHead(431, "request headers exceed the listener's max_request_headers_kb");
   }
-  if (self->in_value_) self->commitHeader();
+  if (self->in_value_) {
+    self->commitHeader();
+    // This field starts one more header line.
+    if (self->head_.headers.size() >= kMaxRequestHeaders) {
+      return self->refuseHead(431, "request has more than 100 header lines");
+    }
+  }
   self->field_.append(at, len);
   return 0;
 }
@@ -515,8 +593,16 @@ int DownstreamConnection::onHeaderValue(llhttp_t* p, const char* at, size_t len)
   auto* self = fromParser(p);
   self->header_bytes_ += len;
   if (self->header_bytes_ > self->max_header_bytes_) {
-    self->headers_too_large_ = true;
-    return kErrHeadersTooLarge;
+    return self->refuseHead(431, "request headers exceed the listener's max_request_headers_kb");
+  }
+  // llhttp accepts obs-fold (a line starting with SP/HT continues the value) and drops its CRLF,
+  // so a piece of value preceded, across whitespace, by a line feed is a folded line. RFC 9112
+  // 5.2 allows rejecting it or unfolding it; servers disagree on what a folded line means (a
+  // continuation, or a header of its own), so it is refused.
+  const char* q = at;
+  while (q > self->input_begin_ && (q[-1] == ' ' || q[-1] == '\t')) --q;
+  if ((q > self->input_begin_ ? q[-1] : self->non_ws_before_input_) == '\n') {
+    return self->refuseHead(400, "malformed HTTP request: obs-fold line folding in a header value");
   }
   self->in_value_ = true;
   self->value_.append(at, len);
@@ -549,6 +635,11 @@ int DownstreamConnection::onHeadersComplete(llhttp_t* p) {
     self->localReplyAndClose(501, "CONNECT is not supported");
     return HPE_PAUSED;
   }
+  if (std::string_view why = http::requestHeadError(h.method, h.url, h.http_minor, h.headers);
+      !why.empty()) {
+    self->localReplyAndClose(400, std::string("malformed HTTP request: ") + std::string(why));
+    return HPE_PAUSED;
+  }
   if ((p->flags & F_TRANSFER_ENCODING) != 0) {
     // llhttp accepts codings before the final "chunked"; the proxy only understands chunked alone
     // (RFC 9112 6.1: 501 for a transfer coding the server does not understand).
@@ -567,6 +658,7 @@ int DownstreamConnection::onHeadersComplete(llhttp_t* p) {
   }
   self->stream_ = std::make_unique<ActiveStream>(*self, self->snapshot_, *l, std::move(h));
   self->stream_->start();
+  if (self->stream_ && !self->stream_->complete()) self->armStreamIdleTimer();
   return self->closing_ ? HPE_PAUSED : 0;
 }
 

@@ -69,6 +69,12 @@ class DownstreamConnection : public WriteCallbacks {
   void startLingeringClose();
   void updateReading();
   void commitHeader();
+  // The head is refused (a size limit, obs-fold): answered with `status` once llhttp stops.
+  int refuseHead(int status, const char* reason);
+  // While a stream is in flight, idle_timeout also bounds how long the client may leave it
+  // waiting: not sending the rest of its request body, or not reading the response.
+  void armStreamIdleTimer();
+  void onStreamIdleTimeout();
 
   static void onAlloc(uv_handle_t* handle, size_t suggested, uv_buf_t* buf);
   static void onRead(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
@@ -105,10 +111,18 @@ class DownstreamConnection : public WriteCallbacks {
   bool in_value_ = false;
   size_t header_bytes_ = 0;
   size_t max_header_bytes_ = 60 * 1024;
-  bool headers_too_large_ = false;
+  int refused_status_ = 0;  // 400, 414 or 431 once refuseHead() was called, for onParseError()
+  const char* refused_reason_ = nullptr;
+  // obs-fold detection: the buffer llhttp is parsing, and the last byte other than SP/HT before
+  // it and up to the end of it.
+  const char* input_begin_ = nullptr;
+  char non_ws_before_input_ = 0;
+  char non_ws_tail_ = 0;
   bool in_message_ = false;
 
   std::unique_ptr<ActiveStream> stream_;
+  std::unique_ptr<Timer> stream_idle_timer_;  // created with the first stream
+  uint64_t last_client_io_ms_ = 0;            // uv_now() of the last read or write progress
   std::string pipelined_;  // bytes received after a complete request, parsed after its response
   bool parser_paused_ = false;
   bool peer_closed_ = false;   // the client half-closed (EOF)

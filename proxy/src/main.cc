@@ -2,7 +2,9 @@
 
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -47,6 +49,33 @@ int validate(const std::string& path) {
   std::printf("%s: OK (%zu listener(s), %zu cluster(s))\n", path.c_str(),
               result.config->listeners.size(), result.config->clusters.size());
   return 0;
+}
+
+// Every client and upstream connection is a file descriptor, and service managers commonly start
+// processes with a soft RLIMIT_NOFILE of 1024: a sidecar would refuse connections at about a
+// thousand while the kernel allows far more. Raise the soft limit to the hard one at startup, as
+// Envoy deployments and nginx's worker_rlimit_nofile do; the hard limit stays the operator's.
+void raiseOpenFileLimit() {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+  // An unlimited hard limit is not a valid soft limit for descriptors (the kernel caps them at
+  // fs.nr_open, 1048576 by default).
+  const rlim_t target = rl.rlim_max == RLIM_INFINITY ? rlim_t{1048576} : rl.rlim_max;
+  if (rl.rlim_cur >= target) {
+    spdlog::debug("open-file limit: {}", static_cast<unsigned long long>(rl.rlim_cur));
+    return;
+  }
+  const rlim_t before = rl.rlim_cur;
+  rl.rlim_cur = target;
+  if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+    spdlog::warn("cannot raise the open-file limit from {} to {}: {}; connections beyond it will "
+                 "be refused (raise LimitNOFILE / ulimit -n)",
+                 static_cast<unsigned long long>(before), static_cast<unsigned long long>(target),
+                 std::strerror(errno));
+    return;
+  }
+  spdlog::info("raised the open-file limit from {} to {} (the hard limit)",
+               static_cast<unsigned long long>(before), static_cast<unsigned long long>(target));
 }
 
 }  // namespace
@@ -109,6 +138,7 @@ int main(int argc, char** argv) {
     spdlog::set_level(lvl);
   }
   spdlog::flush_on(spdlog::level::info);
+  raiseOpenFileLimit();
 
   remora::Server server(std::move(options));
   return server.run();

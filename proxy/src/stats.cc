@@ -113,8 +113,10 @@ std::string StatsStore::renderPrometheus() const {
 
   header(out, "remora_downstream_requests_total", "counter",
          "Requests received by listener and response code sent.");
-  for (const auto& [name, s] : listeners_) {
-    s->downstream_requests.forEachNonZero([&](int code, uint64_t v) {
+  for (const auto& entry : listeners_) {
+    // Not a structured binding: clang before 16 cannot capture one in a lambda.
+    const std::string& name = entry.first;
+    entry.second->downstream_requests.forEachNonZero([&](int code, uint64_t v) {
       sample(out, "remora_downstream_requests_total",
              label("listener", name) + "," + label("code", std::to_string(code)), v);
     });
@@ -128,6 +130,12 @@ std::string StatsStore::renderPrometheus() const {
   for (const auto& [name, s] : listeners_) {
     sample(out, "remora_downstream_connections_active", label("listener", name),
            s->downstream_connections_active.value());
+  }
+  header(out, "remora_downstream_connections_rejected_total", "counter",
+         "Connections closed as soon as accepted because the listener was at max_connections.");
+  for (const auto& [name, s] : listeners_) {
+    sample(out, "remora_downstream_connections_rejected_total", label("listener", name),
+           s->downstream_connections_rejected.value());
   }
 
   header(out, "remora_downstream_tls_handshakes_total", "counter",
@@ -145,8 +153,10 @@ std::string StatsStore::renderPrometheus() const {
 
   header(out, "remora_upstream_requests_total", "counter",
          "Upstream responses by cluster and status code (attempts without a response count as resets, timeouts or connect failures).");
-  for (const auto& [name, s] : clusters_) {
-    s->upstream_requests.forEachNonZero([&](int code, uint64_t v) {
+  for (const auto& entry : clusters_) {
+    // Not a structured binding: clang before 16 cannot capture one in a lambda.
+    const std::string& name = entry.first;
+    entry.second->upstream_requests.forEachNonZero([&](int code, uint64_t v) {
       sample(out, "remora_upstream_requests_total",
              label("cluster", name) + "," + label("code", std::to_string(code)), v);
     });

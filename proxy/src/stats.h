@@ -34,6 +34,15 @@ class Gauge {
   void sub(int64_t n) { value_.fetch_sub(n, std::memory_order_relaxed); }
   void set(int64_t n) { value_.store(n, std::memory_order_relaxed); }
   int64_t value() const { return value_.load(std::memory_order_relaxed); }
+  // Adds `n` unless that would take the value above `max`; exact under concurrency (a cap shared
+  // by every worker never overshoots).
+  bool tryAdd(int64_t n, int64_t max) {
+    int64_t v = value_.load(std::memory_order_relaxed);
+    do {
+      if (v + n > max) return false;
+    } while (!value_.compare_exchange_weak(v, v + n, std::memory_order_relaxed));
+    return true;
+  }
 
  private:
   std::atomic<int64_t> value_{0};
@@ -79,6 +88,7 @@ struct ListenerStats {
   Gauge downstream_connections_active;
   Counter tls_handshakes;        // completed TLS handshakes (resumed ones included)
   Counter tls_handshake_errors;  // failed handshakes: bad client certificate, protocol, ...
+  Counter downstream_connections_rejected;  // closed at accept: the listener's max_connections
 };
 
 struct ClusterStats {

@@ -70,6 +70,9 @@ ActiveStream::~ActiveStream() {
   *alive_ = false;
   cleanupUpstream();
   if (attempt_active_) endAttempt(false, false);
+  // A stream that ended by closing the connection mid-response (route timeout, upstream reset)
+  // did not pass through finish(): give back its place in the in-flight gauge here.
+  if (counted_active_) cluster_->stats->upstream_requests_active.sub(1);
   completeFilters();
 }
 
@@ -626,6 +629,9 @@ void ActiveStream::sendFallbackOrError(FallbackReason reason, int status,
     counted_active_ = true;
     request_slot_ = {};
     body_replayable_ = body_replayable_ && body_received_ <= kStaleReplayLimit;
+    // After a route timeout the route's timer has fired: without a new one a fallback cluster
+    // that hangs too would hold the request forever. The fallback try gets one route timeout.
+    if (reason == FallbackReason::Timeout) conn_.armRouteTimer(route_->config->timeout);
     if (!body_replayable_) {
       sendLocalReply(status, std::string(detail) + "; the fallback cluster cannot be used "
                                                    "because the request body was streamed",

@@ -382,7 +382,10 @@ int UpstreamConnection::onHeadersComplete(llhttp_t* p) {
     self->client_->onResponseHeaders(status, std::move(self->headers_), chunked, has_cl, cl);
   }
   if (self->state_ != State::Busy) return HPE_PAUSED;
-  return self->expect_no_body_ ? 1 : 0;
+  // 1 tells llhttp there is no body whatever the framing headers say: the answer to a HEAD, and
+  // 204/304, which never have one (RFC 9110 6.4.1) even when a 304 carries the Content-Length of
+  // the representation, as it may. Waiting for that body would hang until the route timeout.
+  return self->expect_no_body_ || status == 204 || status == 304 ? 1 : 0;
 }
 
 int UpstreamConnection::onBody(llhttp_t* p, const char* at, size_t len) {
@@ -448,6 +451,7 @@ UpstreamConnection* ConnectionPool::createConnection() {
   if (stats_ != nullptr) {
     stats_->upstream_connections.inc();
     stats_->upstream_connections_active.add(1);
+    conn->counted_in_ = stats_;
   }
   conn->connect(endpoint_, connect_timeout_);
   return conn;
@@ -516,7 +520,7 @@ void ConnectionPool::onConnectionClosed(UpstreamConnection* conn) {
     }
   }
   connections_.erase(conn->self_);
-  if (stats_ != nullptr) stats_->upstream_connections_active.sub(1);
+  if (conn->counted_in_ != nullptr) conn->counted_in_->upstream_connections_active.sub(1);
   delete conn;
   if (draining_ && connections_.empty()) worker_.onPoolEmpty(this);
 }

@@ -138,6 +138,9 @@ class UpstreamConnection : public WriteCallbacks {
   bool reading_ = false;
   uint64_t requests_served_ = 0;
   tls::SessionPtr tls_;  // TLS clusters; writer_ encrypts through it
+  // The cluster whose upstream_connections_active counts this connection. The pool is shared by
+  // every cluster with this endpoint, so the close must go back to the same one.
+  ClusterStats* counted_in_ = nullptr;
   std::list<UpstreamConnection*>::iterator self_;
 };
 

@@ -76,6 +76,42 @@ void removeHopByHopHeaders(HeaderMap& headers) {
   });
 }
 
+namespace {
+
+bool isTokenChar(char c) {
+  if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return true;
+  return std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+}
+
+}  // namespace
+
+std::string_view requestHeadError(std::string_view method, std::string_view target,
+                                  int http_minor, const HeaderMap& headers) {
+  if (target.empty() || (target.front() != '/' && !(target == "*" && method == "OPTIONS"))) {
+    // absolute-form is for forward proxies and authority-form for CONNECT; a reverse proxy that
+    // routed on the path while the upstream read the URL's authority would be talking past it.
+    return "request target must be a path starting with '/' (origin-form)";
+  }
+  if (target.find('#') != std::string_view::npos) {
+    return "request target must not contain a fragment ('#')";
+  }
+  size_t hosts = 0;
+  for (const auto& [name, value] : headers) {
+    if (name.empty() || !std::all_of(name.begin(), name.end(), isTokenChar)) {
+      return "invalid header name (empty, or whitespace before the colon)";
+    }
+    if (value.find_first_of(std::string_view("\r\n\0", 3)) != std::string::npos) {
+      return "header value with CR, LF or NUL (obs-fold line folding is not accepted)";
+    }
+    if (name == "host") ++hosts;
+    if (name == "transfer-encoding" && http_minor == 0) {
+      return "transfer-encoding in an HTTP/1.0 request";
+    }
+  }
+  if (hosts > 1) return "more than one host header";
+  return {};
+}
+
 std::string_view reasonPhrase(int status) {
   switch (status) {
     case 100: return "Continue";

@@ -45,6 +45,16 @@ bool isHopByHopHeader(std::string_view lower_name);
 // headers (content-length, transfer-encoding): the proxy re-frames each hop itself.
 void removeHopByHopHeaders(HeaderMap& headers);
 
+// Checks a parsed request head against the rules of RFC 9110/9112 that llhttp leaves to the
+// application and whose violation makes a request mean different things to different servers
+// (request smuggling): the target must be origin-form ("/path?query", or "*" for OPTIONS) without
+// a fragment, header names must be tokens (no whitespace before the colon), values must not hold
+// CR, LF or NUL (what obs-fold line folding leaves behind), at most one Host, and no
+// Transfer-Encoding in HTTP/1.0. Returns "" when the head may be forwarded, otherwise the reason
+// for a 400.
+std::string_view requestHeadError(std::string_view method, std::string_view target,
+                                  int http_minor, const HeaderMap& headers);
+
 // Reason phrase for a status code ("Unknown" for codes without one).
 std::string_view reasonPhrase(int status);
 

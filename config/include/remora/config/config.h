@@ -205,6 +205,9 @@ struct Listener {
   Duration idle_timeout{60000};
   Duration request_headers_timeout{10000};
   uint32_t max_request_headers_kb = 60;
+  // Open client connections the listener keeps (all workers together); a connection accepted
+  // beyond it is closed at once. 0 (the key left out) = no cap, as with Envoy.
+  uint32_t max_connections = 0;
   std::optional<ListenerTls> tls;
   std::vector<Route> routes;
   SourceLoc loc;
