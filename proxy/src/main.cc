@@ -42,7 +42,14 @@ int validate(const std::string& path) {
   remora::StatsStore stats;
   remora::RuntimeRegistry runtime(stats, remora::RealTimeSource::instance());
   std::string error;
-  if (!remora::Snapshot::build(result.config, 1, "file", stats, runtime, error)) {
+  remora::config::ConfigConstSharedPtr config = result.config;
+  if (config->control_plane) {
+    // As the running proxy does: routes may name clusters only the control plane defines.
+    auto with_placeholders = std::make_shared<remora::config::Config>(*config);
+    remora::addPlaceholderClusters(*with_placeholders);
+    config = with_placeholders;
+  }
+  if (!remora::Snapshot::build(config, 1, "file", stats, runtime, error)) {
     std::fprintf(stderr, "%s: %s\n", path.c_str(), error.c_str());
     return 1;
   }

@@ -137,20 +137,7 @@ config::ConfigConstSharedPtr Server::mergePushed(const config::ConfigConstShared
       merged->clusters.push_back(c);
     }
   }
-  // Routes may name clusters the control plane has not sent (yet): they exist with no endpoints,
-  // so requests to them get 503 no-healthy-endpoint rather than the whole config failing.
-  auto ensure = [&](const std::string& name) {
-    if (name.empty() || merged->findCluster(name) != nullptr) return;
-    config::Cluster placeholder;
-    placeholder.name = name;
-    merged->clusters.push_back(std::move(placeholder));
-  };
-  for (const auto& l : merged->listeners) {
-    for (const auto& r : l.routes) {
-      for (const auto& wc : r.clusters) ensure(wc.name);
-      if (r.fallback) ensure(r.fallback->cluster);
-    }
-  }
+  addPlaceholderClusters(*merged);
   std::vector<config::ConfigError> errors;
   config::validateReferences(*merged, errors);
   if (!errors.empty()) {

@@ -44,6 +44,21 @@ std::string resolveAddress(const config::Address& address, sockaddr_storage& out
   return {};
 }
 
+void addPlaceholderClusters(config::Config& config) {
+  auto ensure = [&](const std::string& name) {
+    if (name.empty() || config.findCluster(name) != nullptr) return;
+    config::Cluster placeholder;
+    placeholder.name = name;
+    config.clusters.push_back(std::move(placeholder));
+  };
+  for (const auto& l : config.listeners) {
+    for (const auto& r : l.routes) {
+      for (const auto& wc : r.clusters) ensure(wc.name);
+      if (r.fallback) ensure(r.fallback->cluster);
+    }
+  }
+}
+
 const ClusterInfo* RouteInfo::pickCluster(uint32_t random) const {
   if (clusters.size() == 1) return clusters[0];
   uint32_t point = static_cast<uint32_t>((static_cast<uint64_t>(random) * total_weight) >> 32);

@@ -109,6 +109,11 @@ const RouteInfo* matchRoute(const ListenerInfo& listener, std::string_view metho
                             std::string_view path, const http::HeaderMap& headers,
                             const tls::PeerIdentity* peer = nullptr);
 
+// Routes may name clusters the control plane has not sent (yet): adds them with no endpoints, so
+// requests to them get 503 no-healthy-endpoint rather than the whole config failing. Used by the
+// running proxy and by `--validate`, so both accept the same files.
+void addPlaceholderClusters(config::Config& config);
+
 // Resolves "host" to a socket address (numeric IPs without a DNS query). Empty on success,
 // otherwise the reason.
 std::string resolveAddress(const config::Address& address, sockaddr_storage& out,

@@ -718,6 +718,20 @@ clusters:
   EXPECT_EQ(r.exit_code, std::optional<int>(0)) << r.output;
 }
 
+TEST_F(ProxyTest, ValidateAcceptsClustersOnlyTheControlPlaneDefines) {
+  // The running proxy accepts routes to clusters a control plane will push; --validate agrees.
+  ValidateResult r = RemoraProcess::validate(tmp_, "cp.yaml", R"(admin: { address: 127.0.0.1:9901 }
+control_plane: { address: 127.0.0.1:18000 }
+listeners:
+  - name: ingress
+    address: 127.0.0.1:15001
+    routes:
+      - match: { prefix: / }
+        cluster: pushed-later
+)");
+  EXPECT_EQ(r.exit_code, std::optional<int>(0)) << r.output;
+}
+
 TEST_F(ProxyTest, ValidateRejectsBadFileWithLocations) {
   // Line 5: unknown key. Line 8: a duration that is not one. Both are reported in one run.
   ValidateResult r = RemoraProcess::validate(tmp_, "bad.yaml", R"(admin: { address: 127.0.0.1:9901 }
