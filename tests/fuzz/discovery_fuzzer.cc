@@ -13,6 +13,7 @@
 // Checks: nothing throws out of the pipeline (an exception on the proxy's main loop ends the
 // process), a NACK always has a reason, and an accepted snapshot builds and renders as JSON.
 
+#include <arpa/inet.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -136,6 +137,18 @@ std::string applyUpdate(Fixture& f, const DiscoveryClient::Update& update, std::
   }
   config::validateReferences(*merged, errors);
   if (!errors.empty()) return joinErrors(errors);
+  // Snapshot::build resolves host names; fuzzed names must not turn into DNS queries (slow, and
+  // traffic leaving the machine). Numeric addresses and localhost (/etc/hosts) are built.
+  for (const auto& c : merged->clusters) {
+    for (const auto& e : c.endpoints) {
+      in6_addr scratch{};
+      const char* h = e.address.host.c_str();
+      if (inet_pton(AF_INET, h, &scratch) != 1 && inet_pton(AF_INET6, h, &scratch) != 1 &&
+          e.address.host != "localhost") {
+        return {};
+      }
+    }
+  }
 
   std::string error;
   SnapshotConstSharedPtr snap =

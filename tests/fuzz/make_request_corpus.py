@@ -15,8 +15,9 @@ MARKER = b"\x00UPSTREAM\x00"
 # Upstream modes, in UpstreamMode order.
 OK, CHUNKED, CLOSE_DELIMITED, DOWN, CONTINUE_204, RESET, HANG, RAW, NOT_MODIFIED, LARGE = range(10)
 # Client behaviour: low nibble picks the write size (0 = one write, 1 = one byte at a time,
-# 5 = 7 bytes, ...); 0x30 in the high nibble = reset the connection right after sending.
-WHOLE, BYTES, SEVENS, ABORT = 0x00, 0x01, 0x05, 0x30
+# 5 = 7 bytes, ...); 0x30 = reset the connection right after sending; 0x40 = read through a
+# receive window of 2 KiB.
+WHOLE, BYTES, SEVENS, ABORT, SMALL_WINDOW = 0x00, 0x01, 0x05, 0x30, 0x40
 
 H = b"host: x\r\n"
 requests = {
@@ -125,6 +126,9 @@ def main():
                                 ("100-204", CONTINUE_204), ("reset", RESET), ("hang", HANG),
                                 ("304", NOT_MODIFIED), ("large", LARGE)]:
             write(f"{name}-up-{mode_name}", bytes([SEVENS, mode]) + req)
+    for name in ["get", "head", "pipelined", "http10", "post-chunked"]:
+        write(f"{name}-small-window-large", bytes([SMALL_WINDOW, LARGE]) + requests[name])
+        write(f"{name}-small-window-chunked", bytes([SMALL_WINDOW | SEVENS, CHUNKED]) + requests[name])
     write("get-abort", bytes([ABORT, OK]) + requests["get"])
     write("post-abort", bytes([ABORT | SEVENS, HANG]) + requests["post-cl"])
     write("large-abort", bytes([ABORT, LARGE]) + requests["get"])

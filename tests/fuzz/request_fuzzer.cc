@@ -9,8 +9,9 @@
 // run exactly as in production; only the upstream is a scripted one.
 //
 // Input layout:
-//   byte 0   how the request bytes are cut into writes (the proxy must parse incrementally) and
-//            how the client ends: half-close and read the answer, or reset right after sending
+//   byte 0   how the request bytes are cut into writes (the proxy must parse incrementally), how
+//            the client ends (half-close and read the answer, or reset right after sending), and
+//            whether it reads through a tiny receive window (the proxy's write queue, flow control)
 //   byte 1   what the upstream answers (see UpstreamMode)
 //   rest     the bytes the client sends; if they contain kUpstreamMarker, what follows it is the
 //            upstream's raw response in UpstreamMode::Raw (and is never sent by the client)
@@ -36,6 +37,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <csignal>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -101,7 +103,7 @@ enum class UpstreamMode : uint8_t {
   Hang,           // never answer (route timeout)
   Raw,            // the input's bytes after kUpstreamMarker, then close
   NotModified,    // 304 with a content-length and no body
-  Large,          // 300 KiB body: flow control towards a client that reads it
+  Large,          // 512 KiB body: write queue and flow control towards the client
   kCount
 };
 
@@ -331,7 +333,7 @@ class Upstream {
         c.write("HTTP/1.1 304 Not Modified\r\ncontent-length: 100\r\netag: \"x\"\r\n\r\n");
         break;
       case UpstreamMode::Large: {
-        constexpr size_t kSize = 300 * 1024;
+        constexpr size_t kSize = 512 * 1024;
         std::string r = "HTTP/1.1 200 OK\r\ncontent-length: " + std::to_string(kSize) + "\r\n\r\n";
         if (!head) r.append(kSize, 'L');
         c.write(std::move(r));
@@ -452,6 +454,9 @@ uint16_t deadPort() {
 class Harness {
  public:
   Harness() {
+    // As remora's main() does: a write to a connection the peer reset must fail with EPIPE, not
+    // kill the process.
+    ::signal(SIGPIPE, SIG_IGN);
     // Log through a sink that drops everything, at debug level, so message formatting of
     // attacker-controlled strings runs too.
     auto logger = std::make_shared<spdlog::logger>("fuzz", std::make_shared<spdlog::sinks::null_sink_mt>());
@@ -463,6 +468,11 @@ class Harness {
     upstream_ = std::make_unique<Upstream>(worker_->loop());
 
     listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    // Accepted sockets inherit a small send buffer: loopback would otherwise take every response
+    // in one write(), and the proxy's write queue, write-progress callbacks and flow control
+    // (pausing the upstream above 256 KiB queued) would never run.
+    int sndbuf = 8192;
+    ::setsockopt(listen_fd_, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -504,7 +514,7 @@ class Harness {
     }
     upstream_->setMode(mode, std::move(raw));
 
-    int fd = connectClient();
+    int fd = connectClient((split & 0x40) != 0);
     // Cut the request into writes of `chunk` bytes; the loop runs between writes, so the proxy
     // sees each one in its own read.
     static constexpr size_t kChunks[16] = {0, 1, 2, 3, 5, 7, 11, 16, 17, 31, 64, 100, 256, 512, 1024, 4096};
@@ -560,19 +570,38 @@ class Harness {
   }
 
  private:
-  int connectClient() {
-    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int connectClient(bool small_window) {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (small_window) {
+      // A receive window of a few KiB: the proxy's writes stop completing at once, so its write
+      // queue, write-progress callbacks and flow control towards the upstream run too.
+      int rcvbuf = 2048;
+      ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+    }
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     a.sin_port = htons(listen_port_);
-    // Loopback connects complete in the kernel (listen backlog) without the proxy's help.
+    // Loopback connects complete in the kernel (listen backlog) without the proxy's help, but
+    // libFuzzer's SIGALRM may interrupt the wait: non-blocking, then wait for writability.
     if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
-      fail(std::string("connect to the proxy: ") + std::strerror(errno));
+      if (errno != EINPROGRESS && errno != EINTR) {
+        fail(std::string("connect to the proxy: ") + std::strerror(errno));
+      }
+      pollfd p{fd, POLLOUT, 0};
+      int rc;
+      do {
+        rc = ::poll(&p, 1, 5000);
+      } while (rc < 0 && errno == EINTR);
+      int err = 0;
+      socklen_t len = sizeof(err);
+      ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+      if (rc != 1 || err != 0) {
+        fail(std::string("connect to the proxy: ") + (rc != 1 ? "timeout" : std::strerror(err)));
+      }
     }
-    int one = 1;
-    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
     // Let the proxy accept before the first byte, as with a real client.
     size_t before = stats().downstream_connections.value();
     driveUntil([&] { return stats().downstream_connections.value() > before; },
@@ -589,6 +618,7 @@ class Harness {
         data.remove_prefix(static_cast<size_t>(n));
         continue;
       }
+      if (n < 0 && errno == EINTR) continue;
       if (n < 0 && errno == EAGAIN) {
         // The proxy stopped reading (a request in flight, pipelined bytes held): let it work.
         runLoop();
@@ -607,7 +637,8 @@ class Harness {
       ssize_t n = ::recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
       if (n > 0) continue;
       if (n == 0) return true;
-      return errno != EAGAIN && errno != EINTR;
+      if (errno == EINTR) continue;
+      return errno != EAGAIN;
     }
   }
 

@@ -44,8 +44,8 @@ for t in "${targets[@]}"; do
     "$work" "tests/fuzz/corpus/$t" >"$log" 2>&1 || rc=$?
   # The last status line: "#N DONE cov: C ft: F corp: U/S ... exec/s: E ..."
   status=$(grep -a -E '^#[0-9]+' "$log" | tail -n 1 || true)
-  execs=$(grep -a -o 'stat::number_of_executed_units: [0-9]*' "$log" | grep -o '[0-9]*$' || echo "?")
-  rate=$(grep -a -o 'stat::average_exec_per_sec: [0-9]*' "$log" | grep -o '[0-9]*$' || echo "?")
+  execs=$(grep -a -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo "?")
+  rate=$(grep -a -o 'stat::average_exec_per_sec: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo "?")
   cov=$(echo "$status" | grep -o 'cov: [0-9]*' | grep -o '[0-9]*' || echo "?")
   ft=$(echo "$status" | grep -o 'ft: [0-9]*' | grep -o '[0-9]*' || echo "?")
   corp=$(echo "$status" | grep -o 'corp: [0-9]*' | grep -o '[0-9]*' || echo "?")
