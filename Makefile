@@ -4,7 +4,7 @@
 JOBS ?= $(shell nproc)
 CTEST_JOBS ?= 2
 
-.PHONY: all deps build build-debug build-asan run mesh-demo test test-asan bench bench-chain bench-control bench-tls bench-micro clean format fuzz
+.PHONY: all deps build build-debug build-asan run mesh-demo test test-asan bench bench-chain bench-control bench-tls bench-micro bench-alloc clean format fuzz
 
 all: build
 
@@ -69,6 +69,10 @@ bench-tls: build
 # Google Benchmark: parse+route+rewrite, LB pick, breaker, stats; with allocations per operation.
 bench-micro: build
 	@./build/remora_micro --benchmark_min_time=0.2
+
+# Allocations per request of the live proxy (malloc counter preloaded), steady state.
+bench-alloc: build
+	@python3 perf/alloc_count.py
 
 format:
 	@git ls-files '*.cc' '*.h' | xargs clang-format -i

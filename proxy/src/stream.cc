@@ -462,6 +462,7 @@ void ActiveStream::onUpstreamReset(UpstreamFailure reason, const std::string& de
     spdlog::debug("request {}: upstream {} failed mid-response ({}); closing the client "
                   "connection",
                   request_id_, endpoint_->key, detail);
+    flushResponseHead();
     complete_ = true;
     conn_.close();
     return;
@@ -534,19 +535,38 @@ void ActiveStream::onResponseHeaders(int status, http::HeaderMap&& headers, bool
     out.append("x-remora-fallback: ").append(toString(*fallback_reason_)).append("\r\n");
   }
   out.append("x-remora-attempts: ").append(std::to_string(attempts_)).append("\r\n\r\n");
-  uv_buf_t b = uv_buf_init(out.data(), static_cast<unsigned>(out.size()));
-  conn_.write(&b, 1);
+  response_head_ = std::move(out);
+  response_head_pending_ = true;  // sent with the first body bytes, or by onUpstreamReadComplete
 }
+
+void ActiveStream::writeDownstream(const uv_buf_t* bufs, unsigned n) {
+  if (!response_head_pending_) {
+    conn_.write(bufs, n);
+    return;
+  }
+  response_head_pending_ = false;
+  uv_buf_t all[4];
+  all[0] = uv_buf_init(response_head_.data(), static_cast<unsigned>(response_head_.size()));
+  unsigned count = 1;
+  for (unsigned i = 0; i < n && count < 4; ++i) all[count++] = bufs[i];
+  conn_.write(all, count);
+}
+
+void ActiveStream::flushResponseHead() {
+  if (response_head_pending_) writeDownstream(nullptr, 0);
+}
+
+void ActiveStream::onUpstreamReadComplete() { flushResponseHead(); }
 
 void ActiveStream::onResponseBody(const char* data, size_t len) {
   if (complete_ || framing_ == Framing::None) return;
   bytes_sent_ += len;
   if (framing_ == Framing::Chunked) {
     ChunkFrame frame(data, len);
-    conn_.write(frame.bufs, 3);
+    writeDownstream(frame.bufs, 3);
   } else {
     uv_buf_t b = uv_buf_init(const_cast<char*>(data), static_cast<unsigned>(len));
-    conn_.write(&b, 1);
+    writeDownstream(&b, 1);
   }
   if (upstream_ != nullptr && conn_.pendingWriteBytes() > kHighWatermark) {
     upstream_->readDisable(true);
@@ -562,7 +582,9 @@ void ActiveStream::onResponseComplete() {
   if (complete_) return;
   if (framing_ == Framing::Chunked) {
     uv_buf_t b = uv_buf_init(const_cast<char*>("0\r\n\r\n"), 5);
-    conn_.write(&b, 1);
+    writeDownstream(&b, 1);
+  } else {
+    flushResponseHead();
   }
   finish(framing_ == Framing::Close);
 }
@@ -661,6 +683,7 @@ bool ActiveStream::abandonUpstreamForLocalAnswer() {
   endAttempt(false, false);
   if (response_started_) {
     // Part of a response already went out: closing is the only honest end.
+    flushResponseHead();
     complete_ = true;
     conn_.close();
     return true;

@@ -92,6 +92,7 @@ class ActiveStream : public UpstreamClient, public StreamFilterCallbacks, public
   void onUpstreamReset(UpstreamFailure reason, const std::string& detail,
                        bool response_started) override;
   void onUpstreamWritable() override;
+  void onUpstreamReadComplete() override;
 
  private:
   enum class Framing { None, ContentLength, Chunked, Close };
@@ -116,6 +117,9 @@ class ActiveStream : public UpstreamClient, public StreamFilterCallbacks, public
   // Common start of answering locally: drop the upstream side of the request. Returns true when
   // the request is over already (answered, or a response had started and the connection closed).
   bool abandonUpstreamForLocalAnswer();
+  // Writes response bytes to the client, after the response head if it is still held back.
+  void writeDownstream(const uv_buf_t* bufs, unsigned n);
+  void flushResponseHead();
   void sendResponse(int status, std::string_view body, const http::HeaderMap* extra_headers,
                     bool close_connection);
   void finish(bool close_connection);
@@ -169,6 +173,11 @@ class ActiveStream : public UpstreamClient, public StreamFilterCallbacks, public
   bool request_complete_ = false;
 
   bool response_started_ = false;
+  // The upstream's response head, serialized for the client. It waits for the body bytes (or the
+  // end) parsed from the same upstream read, so a small response leaves in one write(v) instead
+  // of two: one syscall and one TCP segment less per request.
+  std::string response_head_;
+  bool response_head_pending_ = false;
   bool complete_ = false;
   Framing framing_ = Framing::None;
   int response_status_ = 0;

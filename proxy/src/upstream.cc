@@ -273,7 +273,9 @@ void UpstreamConnection::onData(const char* data, size_t len) {
   if (err != HPE_OK) {
     std::string reason = llhttp_get_error_reason(&parser_) ? llhttp_get_error_reason(&parser_) : "";
     fail(UpstreamFailure::ProtocolError, "invalid HTTP response from upstream: " + reason);
+    return;
   }
+  if (client_ != nullptr) client_->onUpstreamReadComplete();
 }
 
 void UpstreamConnection::onEof() {

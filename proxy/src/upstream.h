@@ -53,6 +53,10 @@ class UpstreamClient {
                                bool response_started) = 0;
   // The connection's write queue drained below the low watermark.
   virtual void onUpstreamWritable() = 0;
+  // Every byte of one read was handed over and the response goes on: a client that holds output
+  // back to send it together with what follows (a response head waiting for its body) sends it
+  // now. Not called after onResponseComplete or onUpstreamReset.
+  virtual void onUpstreamReadComplete() = 0;
 };
 
 class UpstreamConnection : public WriteCallbacks {
