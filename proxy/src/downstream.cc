@@ -435,7 +435,7 @@ void DownstreamConnection::onWriteError(int err) {
 void DownstreamConnection::onStreamComplete(bool close_connection) {
   worker_.deferredDelete(std::move(stream_));
   if (stream_idle_timer_) stream_idle_timer_->disable();
-  if (close_connection || draining_ || peer_closed_ || !head_.keep_alive) {
+  if (close_connection || draining_ || peer_closed_ || !keep_alive_) {
     closing_ = true;
     close_after_flush_ = true;
     if (writer_.pendingBytes() == 0) closeAfterFlush();
@@ -532,7 +532,7 @@ void DownstreamConnection::onStreamIdleTimeout() {
 
 int DownstreamConnection::onMessageBegin(llhttp_t* p) {
   auto* self = fromParser(p);
-  self->head_ = RequestHead();
+  self->head_.reset();
   self->field_.clear();
   self->value_.clear();
   self->in_value_ = false;
@@ -566,7 +566,7 @@ int DownstreamConnection::refuseHead(int status, const char* reason) {
 
 void DownstreamConnection::commitHeader() {
   http::toLowerInPlace(field_);
-  head_.headers.add(std::move(field_), std::move(value_));
+  head_.headers.add(field_, value_);
   field_.clear();
   value_.clear();
   in_value_ = false;
@@ -656,7 +656,11 @@ int DownstreamConnection::onHeadersComplete(llhttp_t* p) {
     self->localReplyAndClose(400, "duplicate content-length header");
     return HPE_PAUSED;
   }
-  self->stream_ = std::make_unique<ActiveStream>(*self, self->snapshot_, *l, std::move(h));
+  self->keep_alive_ = h.keep_alive;
+  // The stream takes the head; the parser continues with a recycled one (memory kept).
+  RequestHead next = self->worker_.takeRequestHead();
+  std::swap(next, h);
+  self->stream_ = std::make_unique<ActiveStream>(*self, self->snapshot_, *l, std::move(next));
   self->stream_->start();
   if (self->stream_ && !self->stream_->complete()) self->armStreamIdleTimer();
   return self->closing_ ? HPE_PAUSED : 0;

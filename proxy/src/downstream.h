@@ -106,6 +106,7 @@ class DownstreamConnection : public WriteCallbacks {
 
   // The request being parsed.
   RequestHead head_;
+  bool keep_alive_ = true;  // of the request handed to stream_
   std::string field_;
   std::string value_;
   bool in_value_ = false;

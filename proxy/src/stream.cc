@@ -56,7 +56,61 @@ const char* failureName(UpstreamFailure f) {
   return "failure";
 }
 
+// Freed ActiveStream blocks of this thread (a worker), for ActiveStream::operator new. Not used
+// under AddressSanitizer, which must see every stream freed to catch a use after free.
+#if defined(__SANITIZE_ADDRESS__)
+#define REMORA_UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define REMORA_UNDER_ASAN 1
+#endif
+#endif
+#if defined(REMORA_UNDER_ASAN)
+constexpr size_t kMaxFreeStreams = 0;
+#else
+constexpr size_t kMaxFreeStreams = 1024;
+#endif
+
+struct FreeStreamBlocks {
+  struct Block {
+    Block* next;
+  };
+  Block* head = nullptr;
+  size_t count = 0;
+  ~FreeStreamBlocks() {
+    while (head != nullptr) {
+      Block* b = head;
+      head = b->next;
+      ::operator delete(b);
+    }
+  }
+};
+thread_local FreeStreamBlocks t_free_streams;
+
 }  // namespace
+
+void* ActiveStream::operator new(size_t size) {
+  FreeStreamBlocks& f = t_free_streams;
+  if (size == sizeof(ActiveStream) && f.head != nullptr) {
+    FreeStreamBlocks::Block* b = f.head;
+    f.head = b->next;
+    --f.count;
+    return b;
+  }
+  return ::operator new(size);
+}
+
+void ActiveStream::operator delete(void* p, size_t size) {
+  FreeStreamBlocks& f = t_free_streams;
+  if (size == sizeof(ActiveStream) && f.count < kMaxFreeStreams) {
+    auto* b = static_cast<FreeStreamBlocks::Block*>(p);
+    b->next = f.head;
+    f.head = b;
+    ++f.count;
+    return;
+  }
+  ::operator delete(p);
+}
 
 ActiveStream::ActiveStream(DownstreamConnection& conn, SnapshotConstSharedPtr snapshot,
                            const ListenerInfo& listener, RequestHead&& head)
@@ -67,13 +121,17 @@ ActiveStream::ActiveStream(DownstreamConnection& conn, SnapshotConstSharedPtr sn
       start_time_(std::chrono::steady_clock::now()) {}
 
 ActiveStream::~ActiveStream() {
-  *alive_ = false;
   cleanupUpstream();
   if (attempt_active_) endAttempt(false, false);
   // A stream that ended by closing the connection mid-response (route timeout, upstream reset)
   // did not pass through finish(): give back its place in the in-flight gauge here.
   if (counted_active_) cluster_->stats->upstream_requests_active.sub(1);
   completeFilters();
+  Worker& w = conn_.worker();
+  w.recycleBuffer(std::move(request_id_));
+  w.recycleBuffer(std::move(upstream_head_));
+  w.recycleBuffer(std::move(response_head_));
+  w.recycleRequestHead(std::move(head_));
 }
 
 const config::RetryPolicy* ActiveStream::retryPolicy() const {
@@ -98,10 +156,11 @@ void ActiveStream::start() {
     replay_limit_ = static_cast<uint64_t>(p->buffer_limit_kb) * 1024;
   }
 
+  request_id_ = conn_.worker().takeBuffer();
   if (const std::string* id = head_.headers.get("x-request-id"); id != nullptr && !id->empty()) {
-    request_id_ = *id;
+    request_id_.assign(*id);
   } else {
-    request_id_ = conn_.worker().newRequestId();
+    conn_.worker().newRequestId(request_id_);
   }
   if (const std::string* expect = head_.headers.get("expect");
       expect != nullptr && http::equalsIgnoreCase(*expect, "100-continue")) {
@@ -316,13 +375,14 @@ void ActiveStream::buildUpstreamHead() {
   http::HeaderMap& h = head_.headers;
   http::removeHopByHopHeaders(h);
   h.remove("x-remora-priority");  // a proxy-to-proxy hint, not for the application
-  std::string xff;
+  std::string& out = upstream_head_;
+  out = conn_.worker().takeBuffer();
+  // x-forwarded-for is built in the head's buffer first, then copied into the header.
   if (const std::string* prev = h.get("x-forwarded-for"); prev != nullptr && !prev->empty()) {
-    xff = *prev + ", " + conn_.peerIp();
-  } else {
-    xff = conn_.peerIp();
+    out.append(*prev).append(", ");
   }
-  h.set("x-forwarded-for", std::move(xff));
+  out.append(conn_.peerIp());
+  h.set("x-forwarded-for", out);
   if (h.get("x-forwarded-proto") == nullptr) h.add("x-forwarded-proto", conn_.isTls() ? "https" : "http");
   // Only the proxy vouches for a client certificate: whatever the client sent is dropped (Envoy's
   // SANITIZE_SET), and the verified certificate of an mTLS connection is described instead.
@@ -333,7 +393,6 @@ void ActiveStream::buildUpstreamHead() {
   if (h.get("x-request-id") == nullptr) h.add("x-request-id", request_id_);
   if (h.get("host") == nullptr) h.add("host", cluster_->name());
 
-  std::string& out = upstream_head_;
   out.clear();
   out.reserve(256 + h.size() * 48);
   out.append(head_.method).append(" ").append(head_.url).append(" HTTP/1.1\r\n");
@@ -472,7 +531,7 @@ void ActiveStream::onUpstreamReset(UpstreamFailure reason, const std::string& de
                   endpoint_->key + " (" + detail + ")");
 }
 
-void ActiveStream::onResponseHeaders(int status, http::HeaderMap&& headers, bool chunked,
+void ActiveStream::onResponseHeaders(int status, http::HeaderMap& headers, bool chunked,
                                      bool has_content_length, uint64_t content_length) {
   if (complete_) return;
   cluster_->stats->upstream_requests.inc(status);
@@ -516,7 +575,8 @@ void ActiveStream::onResponseHeaders(int status, http::HeaderMap&& headers, bool
   (void)chunked;  // re-framed per hop: chunked upstream bodies are decoded by the parser
   bool close_after = framing_ == Framing::Close || !head_.keep_alive;
 
-  std::string out;
+  std::string& out = response_head_;
+  out = conn_.worker().takeBuffer();
   out.reserve(256 + headers.size() * 48);
   out.append("HTTP/1.1 ").append(std::to_string(status)).append(" ");
   out.append(http::reasonPhrase(status)).append("\r\n");
@@ -535,7 +595,6 @@ void ActiveStream::onResponseHeaders(int status, http::HeaderMap&& headers, bool
     out.append("x-remora-fallback: ").append(toString(*fallback_reason_)).append("\r\n");
   }
   out.append("x-remora-attempts: ").append(std::to_string(attempts_)).append("\r\n\r\n");
-  response_head_ = std::move(out);
   response_head_pending_ = true;  // sent with the first body bytes, or by onUpstreamReadComplete
 }
 

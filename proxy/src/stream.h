@@ -10,13 +10,13 @@
 
 #include <chrono>
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "http/headers.h"
+#include "request_head.h"
 #include "lb/circuit_breaker.h"
 #include "remora/filter.h"
 #include "resilience/resource_limits.h"
@@ -30,25 +30,6 @@ namespace remora {
 
 class DownstreamConnection;
 
-struct RequestHead {
-  std::string method;
-  std::string url;
-  uint8_t http_major = 1;
-  uint8_t http_minor = 1;
-  http::HeaderMap headers;
-  bool keep_alive = true;
-  bool chunked = false;
-  bool has_content_length = false;
-  uint64_t content_length = 0;
-
-  std::string_view path() const {
-    std::string_view u = url;
-    size_t q = u.find('?');
-    return q == std::string_view::npos ? u : u.substr(0, q);
-  }
-  bool hasBody() const { return chunked || (has_content_length && content_length > 0); }
-};
-
 // The registered filter factories, in chain order (filters/registry.cc).
 const std::vector<const StreamFilterFactory*>& registeredFilterFactories();
 
@@ -57,6 +38,11 @@ class ActiveStream : public UpstreamClient, public StreamFilterCallbacks, public
   ActiveStream(DownstreamConnection& conn, SnapshotConstSharedPtr snapshot,
                const ListenerInfo& listener, RequestHead&& head);
   ~ActiveStream() override;
+
+  // Streams come and go at the request rate, always on their worker's thread: freed ones are
+  // kept in a per-thread list and reused, so creating one does not call malloc.
+  static void* operator new(size_t size);
+  static void operator delete(void* p, size_t size);
 
   void start();
   void onRequestBody(const char* data, size_t len);
@@ -85,7 +71,7 @@ class ActiveStream : public UpstreamClient, public StreamFilterCallbacks, public
   // UpstreamClient
   void onPoolReady(UpstreamConnection& conn) override;
   void onPoolFailure(UpstreamFailure reason, const std::string& detail) override;
-  void onResponseHeaders(int status, http::HeaderMap&& headers, bool chunked,
+  void onResponseHeaders(int status, http::HeaderMap& headers, bool chunked,
                          bool has_content_length, uint64_t content_length) override;
   void onResponseBody(const char* data, size_t len) override;
   void onResponseComplete() override;
@@ -131,7 +117,7 @@ class ActiveStream : public UpstreamClient, public StreamFilterCallbacks, public
   const ListenerInfo& listener_;
   RequestHead head_;
   std::chrono::steady_clock::time_point start_time_;
-  std::string request_id_;
+  std::string request_id_;  // buffers from the worker's recycler, given back at the end
 
   const RouteInfo* route_ = nullptr;
   const ClusterInfo* cluster_ = nullptr;
@@ -142,7 +128,6 @@ class ActiveStream : public UpstreamClient, public StreamFilterCallbacks, public
   bool in_chain_ = false;
   bool chain_resumed_ = false;
   bool filters_completed_ = false;
-  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // for posts from other threads
 
   // Router.
   bool router_started_ = false;
@@ -165,7 +150,7 @@ class ActiveStream : public UpstreamClient, public StreamFilterCallbacks, public
   std::optional<FallbackReason> fallback_reason_;  // set when a fallback cluster answers
 
   std::string upstream_head_;
-  std::deque<std::string> body_;  // request body chunks not yet sent, or kept for a replay
+  std::vector<std::string> body_;  // request body chunks not yet sent, or kept for a replay
   size_t body_sent_ = 0;          // chunks of body_ already written to the current upstream
   uint64_t body_received_ = 0;
   uint64_t replay_limit_ = 64 * 1024;

@@ -343,7 +343,7 @@ int UpstreamConnection::onHeaderField(llhttp_t* p, const char* at, size_t len) {
   auto* self = fromParser(p);
   if (self->in_value_) {
     http::toLowerInPlace(self->field_);
-    self->headers_.add(std::move(self->field_), std::move(self->value_));
+    self->headers_.add(self->field_, self->value_);
     self->field_.clear();
     self->value_.clear();
     self->in_value_ = false;
@@ -363,7 +363,7 @@ int UpstreamConnection::onHeadersComplete(llhttp_t* p) {
   auto* self = fromParser(p);
   if (self->in_value_ || !self->field_.empty()) {
     http::toLowerInPlace(self->field_);
-    self->headers_.add(std::move(self->field_), std::move(self->value_));
+    self->headers_.add(self->field_, self->value_);
     self->field_.clear();
     self->value_.clear();
     self->in_value_ = false;
@@ -381,7 +381,7 @@ int UpstreamConnection::onHeadersComplete(llhttp_t* p) {
   bool has_cl = (p->flags & F_CONTENT_LENGTH) != 0;
   uint64_t cl = p->content_length;
   if (self->client_ != nullptr) {
-    self->client_->onResponseHeaders(status, std::move(self->headers_), chunked, has_cl, cl);
+    self->client_->onResponseHeaders(status, self->headers_, chunked, has_cl, cl);
   }
   if (self->state_ != State::Busy) return HPE_PAUSED;
   // 1 tells llhttp there is no body whatever the framing headers say: the answer to a HEAD, and

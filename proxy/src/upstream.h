@@ -41,8 +41,9 @@ class UpstreamClient {
   virtual ~UpstreamClient() = default;
   virtual void onPoolReady(UpstreamConnection& conn) = 0;
   virtual void onPoolFailure(UpstreamFailure reason, const std::string& detail) = 0;
-  // `status` >= 200 (interim 1xx responses are consumed by the connection).
-  virtual void onResponseHeaders(int status, http::HeaderMap&& headers, bool chunked,
+  // `status` >= 200 (interim 1xx responses are consumed by the connection). `headers` stay the
+  // connection's (their memory serves the next response); the client may modify them in the call.
+  virtual void onResponseHeaders(int status, http::HeaderMap& headers, bool chunked,
                                  bool has_content_length, uint64_t content_length) = 0;
   virtual void onResponseBody(const char* data, size_t len) = 0;
   // The response ended; the connection has already gone back to the pool or been closed.

@@ -83,14 +83,57 @@ void Worker::onCheck(uv_check_t* handle) { static_cast<Worker*>(handle->data)->r
 void Worker::runDeferred() {
   // Deferred work may defer more work; run until quiet.
   while (!deferred_.empty() || !to_delete_.empty()) {
-    std::vector<std::function<void()>> work;
-    work.swap(deferred_);
-    for (auto& fn : work) fn();
-    std::vector<DeletablePtr> dead;
-    dead.swap(to_delete_);
-    dead.clear();
+    running_.swap(deferred_);
+    for (auto& fn : running_) fn();
+    running_.clear();
+    deleting_.swap(to_delete_);
+    deleting_.clear();
   }
   uv_idle_stop(&idle_);
+}
+
+namespace {
+
+// How much finished-request memory a worker keeps: enough for the requests in flight at a high
+// concurrency, bounded so a burst does not pin memory for good. Oversized objects (a huge URL or
+// header block, a large serialized head) are freed rather than kept.
+constexpr size_t kMaxRecycled = 1024;
+constexpr size_t kMaxRecycledHeadBytes = 8 * 1024;
+constexpr size_t kMaxRecycledHeaderSlots = 64;
+constexpr size_t kMaxRecycledBufferBytes = 16 * 1024;
+
+}  // namespace
+
+RequestHead Worker::takeRequestHead() {
+  if (free_heads_.empty()) return RequestHead();
+  RequestHead h = std::move(free_heads_.back());
+  free_heads_.pop_back();
+  return h;
+}
+
+void Worker::recycleRequestHead(RequestHead&& head) {
+  if (free_heads_.size() >= kMaxRecycled || head.url.capacity() > kMaxRecycledHeadBytes ||
+      head.headers.slots() > kMaxRecycledHeaderSlots) {
+    return;
+  }
+  head.reset();
+  free_heads_.push_back(std::move(head));
+}
+
+std::string Worker::takeBuffer() {
+  if (free_buffers_.empty()) return std::string();
+  std::string b = std::move(free_buffers_.back());
+  free_buffers_.pop_back();
+  return b;
+}
+
+void Worker::recycleBuffer(std::string&& buffer) {
+  if (free_buffers_.size() >= kMaxRecycled || buffer.capacity() > kMaxRecycledBufferBytes ||
+      buffer.capacity() <= 15) {  // 15: std::string's inline buffer, nothing to keep
+    return;
+  }
+  buffer.clear();
+  free_buffers_.push_back(std::move(buffer));
 }
 
 void Worker::applySnapshot(SnapshotConstSharedPtr snapshot, std::vector<ListenerSocket> sockets) {
@@ -193,18 +236,28 @@ int Worker::pickEndpoint(const ClusterInfo& cluster, int exclude, const std::vec
   return clb.lb->pick(clb.hosts, exclude, rng_());
 }
 
-std::string Worker::newRequestId() {
+void Worker::newRequestId(std::string& out) {
   // UUID version 4 from the worker's PRNG: unique enough for tracing, no syscall, no lock.
   uint64_t a = rng_();
   uint64_t b = rng_();
   a = (a & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;
   b = (b & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;
-  char buf[37];
-  std::snprintf(buf, sizeof(buf), "%08x-%04x-%04x-%04x-%012llx",
-                static_cast<unsigned>(a >> 32), static_cast<unsigned>((a >> 16) & 0xffff),
-                static_cast<unsigned>(a & 0xffff), static_cast<unsigned>(b >> 48),
-                static_cast<unsigned long long>(b & 0xffffffffffffULL));
-  return buf;
+  static constexpr char kHex[] = "0123456789abcdef";
+  char buf[36];
+  size_t n = 0;
+  auto put = [&](uint64_t v, int digits) {
+    for (int shift = (digits - 1) * 4; shift >= 0; shift -= 4) buf[n++] = kHex[(v >> shift) & 0xf];
+  };
+  put(a >> 32, 8);
+  buf[n++] = '-';
+  put((a >> 16) & 0xffff, 4);
+  buf[n++] = '-';
+  put(a & 0xffff, 4);
+  buf[n++] = '-';
+  put(b >> 48, 4);
+  buf[n++] = '-';
+  put(b & 0xffffffffffffULL, 12);
+  out.assign(buf, n);
 }
 
 void Worker::addConnection(DownstreamConnection* c) {

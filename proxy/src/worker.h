@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "lb/load_balancer.h"
+#include "request_head.h"
 #include "snapshot.h"
 
 namespace remora {
@@ -74,10 +75,19 @@ class Worker {
   // it can. Returns the endpoint index or -1.
   int pickEndpoint(const ClusterInfo& cluster, int exclude, const std::vector<int>& refused);
   uint64_t random() { return rng_(); }
-  std::string newRequestId();
+  // A fresh UUID v4 written into `out` (its memory reused).
+  void newRequestId(std::string& out);
   AccessLogger* accessLog() { return access_log_.get(); }
   // A buffer for uv reads; data is consumed before the read callback returns.
   uv_buf_t readBuffer() { return uv_buf_init(read_buffer_.data(), read_buffer_.size()); }
+
+  // Memory of finished requests, kept for the next ones: the steady-state request path then
+  // allocates nothing for its head, header maps and serialization buffers. take*() hands out
+  // a recycled object (reset, memory kept) or a new one.
+  RequestHead takeRequestHead();
+  void recycleRequestHead(RequestHead&& head);
+  std::string takeBuffer();
+  void recycleBuffer(std::string&& buffer);
 
   void deferredDelete(DeletablePtr object);
   // Runs `fn` after the current event, before any handle closed during it is freed.
@@ -117,6 +127,11 @@ class Worker {
   std::atomic<size_t> active_connections_{0};
   std::vector<DeletablePtr> to_delete_;
   std::vector<std::function<void()>> deferred_;
+  // runDeferred() swaps these with the queues above, so neither loses its capacity.
+  std::vector<DeletablePtr> deleting_;
+  std::vector<std::function<void()>> running_;
+  std::vector<RequestHead> free_heads_;
+  std::vector<std::string> free_buffers_;
   bool draining_ = false;
   bool stopping_ = false;
   std::mt19937_64 rng_;

@@ -17,24 +17,40 @@ std::string_view trim(std::string_view s) {
 }  // namespace
 
 const std::string* HeaderMap::get(std::string_view name) const {
-  for (const auto& e : entries_) {
-    if (e.first == name) return &e.second;
+  for (size_t i = 0; i < size_; ++i) {
+    if (entries_[i].first == name) return &entries_[i].second;
   }
   return nullptr;
 }
 
 size_t HeaderMap::count(std::string_view name) const {
-  return static_cast<size_t>(std::count_if(entries_.begin(), entries_.end(),
-                                           [&](const Entry& e) { return e.first == name; }));
+  return static_cast<size_t>(
+      std::count_if(begin(), end(), [&](const Entry& e) { return e.first == name; }));
 }
 
-void HeaderMap::set(std::string_view name, std::string value) {
-  remove(name);
-  entries_.emplace_back(std::string(name), std::move(value));
+void HeaderMap::add(std::string_view name, std::string_view value) {
+  if (size_ < entries_.size()) {
+    Entry& e = entries_[size_];
+    e.first.assign(name);
+    e.second.assign(value);
+  } else {
+    // A typical request or response has fewer than 16 header lines: one allocation for them.
+    if (entries_.capacity() == 0) entries_.reserve(16);
+    entries_.emplace_back(std::string(name), std::string(value));
+  }
+  ++size_;
+}
+
+void HeaderMap::set(std::string_view name, std::string_view value) {
+  // `value` may point into an entry that remove() reorders: add first, then drop the others.
+  add(name, value);
+  size_t last = size_ - 1;
+  size_t i = 0;
+  removeIf([&](const Entry& e) { return i++ != last && e.first == name; });
 }
 
 void HeaderMap::remove(std::string_view name) {
-  std::erase_if(entries_, [&](const Entry& e) { return e.first == name; });
+  removeIf([&](const Entry& e) { return e.first == name; });
 }
 
 void toLowerInPlace(std::string& s) {
@@ -55,24 +71,33 @@ bool isHopByHopHeader(std::string_view n) {
          n == "proxy-authenticate" || n == "transfer-encoding" || n == "content-length";
 }
 
+namespace {
+
+// True when `name` is one of the comma-separated tokens of a Connection header value.
+bool listedIn(std::string_view connection_value, std::string_view name) {
+  std::string_view v = connection_value;
+  while (!v.empty()) {
+    size_t comma = v.find(',');
+    if (equalsIgnoreCase(trim(v.substr(0, comma)), name)) return true;
+    if (comma == std::string_view::npos) break;
+    v.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
+}  // namespace
+
 void removeHopByHopHeaders(HeaderMap& headers) {
-  // Headers listed in Connection are hop-by-hop for this message too (RFC 9110 7.6.1).
-  std::vector<std::string> listed;
+  // Headers listed in Connection are hop-by-hop for this message too (RFC 9110 7.6.1). The
+  // Connection values are copied first: removeIf() reorders entries as it goes.
+  std::string listed;  // small values stay in the string's inline buffer: no allocation
   for (const auto& [name, value] : headers) {
     if (name != "connection") continue;
-    std::string_view v = value;
-    while (!v.empty()) {
-      size_t comma = v.find(',');
-      std::string token(trim(v.substr(0, comma)));
-      toLowerInPlace(token);
-      if (!token.empty()) listed.push_back(std::move(token));
-      if (comma == std::string_view::npos) break;
-      v.remove_prefix(comma + 1);
-    }
+    if (!listed.empty()) listed.push_back(',');
+    listed.append(value);
   }
-  std::erase_if(headers.entries(), [&](const HeaderMap::Entry& e) {
-    if (isHopByHopHeader(e.first)) return true;
-    return std::find(listed.begin(), listed.end(), e.first) != listed.end();
+  headers.removeIf([&](const HeaderMap::Entry& e) {
+    return isHopByHopHeader(e.first) || (!listed.empty() && listedIn(listed, e.first));
   });
 }
 

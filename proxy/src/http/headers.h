@@ -2,6 +2,7 @@
 
 // HTTP/1.1 header storage and the header rules of RFC 9110 a proxy must apply.
 
+#include <cstddef>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -11,28 +12,69 @@ namespace remora::http {
 
 // Ordered header list. Names are stored lower-case (HTTP/1 names are case-insensitive, and
 // lower-casing once at parse time makes every later lookup a plain compare, as Envoy does).
+//
+// clear() and remove() keep the memory of the entries they drop: the next add() reuses a dropped
+// entry's strings, so a map that lives across requests (a keep-alive connection's parser state, a
+// recycled request head) stops allocating once it has seen a typical message.
 class HeaderMap {
  public:
   using Entry = std::pair<std::string, std::string>;
+  using const_iterator = std::vector<Entry>::const_iterator;
+
+  HeaderMap() = default;
+  HeaderMap(const HeaderMap& other) : entries_(other.begin(), other.end()), size_(other.size_) {}
+  HeaderMap& operator=(const HeaderMap& other) {
+    if (this != &other) {
+      clear();
+      for (const auto& [name, value] : other) add(name, value);
+    }
+    return *this;
+  }
+  HeaderMap(HeaderMap&& other) noexcept : entries_(std::move(other.entries_)), size_(other.size_) {
+    other.entries_.clear();
+    other.size_ = 0;
+  }
+  HeaderMap& operator=(HeaderMap&& other) noexcept {
+    if (this != &other) {
+      entries_ = std::move(other.entries_);
+      size_ = other.size_;
+      other.entries_.clear();
+      other.size_ = 0;
+    }
+    return *this;
+  }
 
   // `name` must already be lower-case.
   const std::string* get(std::string_view name) const;
   size_t count(std::string_view name) const;
-  void add(std::string name, std::string value) {
-    entries_.emplace_back(std::move(name), std::move(value));
-  }
+  void add(std::string_view name, std::string_view value);
   // Replaces every entry of `name` by one.
-  void set(std::string_view name, std::string value);
+  void set(std::string_view name, std::string_view value);
   void remove(std::string_view name);
-  bool empty() const { return entries_.empty(); }
-  size_t size() const { return entries_.size(); }
-  void clear() { entries_.clear(); }
-  std::vector<Entry>::const_iterator begin() const { return entries_.begin(); }
-  std::vector<Entry>::const_iterator end() const { return entries_.end(); }
-  std::vector<Entry>& entries() { return entries_; }
+  bool empty() const { return size_ == 0; }
+  size_t size() const { return size_; }
+  // Drops every entry; their memory stays for the next message.
+  void clear() { size_ = 0; }
+  const_iterator begin() const { return entries_.begin(); }
+  const_iterator end() const { return entries_.begin() + static_cast<std::ptrdiff_t>(size_); }
+  // Entries (live or dropped) whose memory is kept: what recycling this map is worth.
+  size_t slots() const { return entries_.size(); }
+
+  // Drops the entries `pred(entry)` is true for, keeping the order of the others.
+  template <class Pred>
+  void removeIf(Pred pred) {
+    size_t out = 0;
+    for (size_t i = 0; i < size_; ++i) {
+      if (pred(entries_[i])) continue;
+      if (out != i) std::swap(entries_[out], entries_[i]);  // the dropped entry keeps its memory
+      ++out;
+    }
+    size_ = out;
+  }
 
  private:
-  std::vector<Entry> entries_;
+  std::vector<Entry> entries_;  // [0, size_) live, then dropped entries kept for their memory
+  size_t size_ = 0;
 };
 
 void toLowerInPlace(std::string& s);
