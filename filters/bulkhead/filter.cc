@@ -10,6 +10,12 @@ FilterStatus BulkheadFilter::onRequestHeaders() {
   resilience::Priority priority =
       p != nullptr ? resilience::parsePriority(*p) : resilience::Priority::Normal;
 
+  if (bulkhead_->tryAdmit()) {
+    // Uncontended: no decision callback, no shared state (nothing allocated).
+    holding_ = true;
+    return FilterStatus::Continue;
+  }
+  state_ = std::make_shared<State>();
   auto post = callbacks_->poster();
   std::shared_ptr<State> state = state_;
   std::shared_ptr<resilience::Bulkhead> bulkhead = bulkhead_;
@@ -82,7 +88,7 @@ void BulkheadFilter::reject() {
 }
 
 void BulkheadFilter::onStreamComplete() {
-  state_->alive = false;
+  if (state_) state_->alive = false;
   timer_.reset();
   if (holding_) {
     holding_ = false;

@@ -38,7 +38,7 @@ class BulkheadFilter : public StreamFilter {
 
   std::shared_ptr<resilience::Bulkhead> bulkhead_;
   ClusterStats& stats_;
-  std::shared_ptr<State> state_ = std::make_shared<State>();
+  std::shared_ptr<State> state_;  // created when the request cannot be admitted at once
   resilience::Bulkhead::TicketPtr ticket_;
   FilterTimerPtr timer_;
   bool holding_ = false;

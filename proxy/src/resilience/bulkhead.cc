@@ -233,6 +233,13 @@ Bulkhead::Result Bulkhead::acquire(Priority priority, DecisionCallback on_decisi
   return result;
 }
 
+bool Bulkhead::tryAdmit() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (queued_ != 0 || active_ >= max_concurrent_) return false;
+  ++active_;
+  return true;
+}
+
 Bulkhead::CancelResult Bulkhead::cancel(const TicketPtr& ticket) {
   assert(ticket != nullptr);
   if (ticket == nullptr) return CancelResult::Cancelled;

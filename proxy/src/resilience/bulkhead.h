@@ -86,6 +86,10 @@ class Bulkhead {  // thread-safe
   // `ticket` must not be null. Keep the callback's captures small (a pointer and an id fit
   // std::function's inline buffer) so the common Admitted path does not allocate for nothing.
   Result acquire(Priority priority, DecisionCallback on_decision, TicketPtr* ticket);
+  // The fast path of acquire(): takes a free slot when nobody waits, else returns false (then
+  // call acquire() to queue). Lets a caller skip building its decision callback, and whatever
+  // that callback owns, in the common uncontended case.
+  bool tryAdmit();
 
   // Withdraws a queued request (queue timeout, or the downstream went away). Call at most once
   // per ticket. The bulkhead must be the one that issued the ticket.

@@ -97,6 +97,21 @@ TEST_F(BulkheadTest, AdmitsUpToTheLimitThenQueues) {
   EXPECT_EQ(waiters_["a"].calls, 0);         // and no callback
 }
 
+TEST_F(BulkheadTest, TryAdmitTakesAFreeSlotButNeverOvertakesAWaiter) {
+  Bulkhead b(bulkheadConfig(1, 2), time_);
+  EXPECT_TRUE(b.tryAdmit());
+  EXPECT_EQ(b.active(), 1u);
+  EXPECT_FALSE(b.tryAdmit());  // full
+  EXPECT_EQ(b.active(), 1u);
+  EXPECT_EQ(b.queued(), 0u);   // tryAdmit never queues
+  EXPECT_EQ(acquire(b, Priority::Low, "waiter"), Result::Queued);
+  b.release();                 // the slot goes to the waiter...
+  EXPECT_EQ(granted_, std::vector<std::string>{"waiter"});
+  EXPECT_FALSE(b.tryAdmit());  // ...so a newcomer finds it taken
+  b.release();
+  EXPECT_TRUE(b.tryAdmit());   // free again, nobody waiting
+}
+
 TEST_F(BulkheadTest, ReleaseFreesASlot) {
   Bulkhead b(bulkheadConfig(1, 0), time_);
   EXPECT_EQ(acquire(b, Priority::Normal, "a"), Result::Admitted);
