@@ -4,7 +4,7 @@
 JOBS ?= $(shell nproc)
 CTEST_JOBS ?= 2
 
-.PHONY: all deps build build-debug build-asan run mesh-demo test test-asan bench bench-chain bench-control bench-tls bench-micro bench-alloc clean format fuzz
+.PHONY: all deps build build-debug build-asan run mesh-demo test test-asan bench bench-chain bench-control bench-tls bench-micro bench-alloc bench-memory clean format fuzz
 
 all: build
 
@@ -73,6 +73,11 @@ bench-micro: build
 # Allocations per request of the live proxy (malloc counter preloaded), steady state.
 bench-alloc: build
 	@python3 perf/alloc_count.py
+
+# RSS per idle keep-alive connection (10,000 of them) for Remora, HAProxy and nginx, then a
+# 10-minute soak of Remora at full load with RSS samples.
+bench-memory: build
+	@python3 perf/memory.py
 
 format:
 	@git ls-files '*.cc' '*.h' | xargs clang-format -i

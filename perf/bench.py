@@ -592,9 +592,16 @@ clusters:
 # its YAML from (listen_port, admin_port, upstream_ports) -- upstream_ports are the same nginx on
 # two ports. To add a flavour: write a *_conf function like remora_chain_conf and add it here; it is
 # then selectable with --targets (only "remora" is in the default set).
+def remora_2w_conf(listen_port: int, admin_port: int, upstream_ports: list[int]) -> str:
+    """Plain Remora with 2 workers (worker scaling; run it with --no-pin)."""
+    return remora_conf(listen_port, admin_port, upstream_ports).replace(
+        "workers: 1", "workers: 2").replace("node_id: bench-remora", "node_id: bench-remora-2w")
+
+
 REMORA_VARIANTS: dict[str, Callable[[int, int, list[int]], str]] = {
     "remora": remora_conf,
     "remora-chain": remora_chain_conf,
+    "remora-2w": remora_2w_conf,
 }
 ALL_TARGETS += [n for n in REMORA_VARIANTS if n not in ALL_TARGETS]
 
