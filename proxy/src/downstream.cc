@@ -128,12 +128,21 @@ const ListenerInfo* DownstreamConnection::currentListener() {
 }
 
 void DownstreamConnection::setTimer(TimerMode mode, std::chrono::milliseconds timeout) {
-  timer_mode_ = mode;
+  // Lazy: a request moves this timer through three or four modes, and each uv_timer_start or
+  // stop is a heap operation. The uv timer stays armed while it is due no later than the new
+  // deadline; when it fires early, onTimer() arms it again for the rest. So a keep-alive request
+  // usually costs one heap operation, not four.
   if (mode == TimerMode::None || timeout.count() <= 0) {
-    timer_mode_ = TimerMode::None;
-    uv_timer_stop(&timer_);
+    timer_mode_ = TimerMode::None;  // an armed uv timer fires and finds nothing to do
     return;
   }
+  timer_mode_ = mode;
+  const uint64_t now = uv_now(worker_.loop());
+  timer_deadline_ = now + static_cast<uint64_t>(timeout.count());
+  if (uv_is_active(reinterpret_cast<uv_handle_t*>(&timer_)) != 0 && timer_due_ <= timer_deadline_) {
+    return;
+  }
+  timer_due_ = timer_deadline_;
   uv_timer_start(&timer_, &DownstreamConnection::onTimer, static_cast<uint64_t>(timeout.count()),
                  0);
 }
@@ -145,6 +154,14 @@ void DownstreamConnection::armRouteTimer(std::chrono::milliseconds timeout) {
 void DownstreamConnection::onTimer(uv_timer_t* timer) {
   auto* self = static_cast<DownstreamConnection*>(timer->data);
   TimerMode mode = self->timer_mode_;
+  if (mode == TimerMode::None) return;
+  const uint64_t now = uv_now(self->worker_.loop());
+  if (now < self->timer_deadline_) {
+    // Armed for an earlier mode: wait for the rest of the current one.
+    self->timer_due_ = self->timer_deadline_;
+    uv_timer_start(timer, &DownstreamConnection::onTimer, self->timer_deadline_ - now, 0);
+    return;
+  }
   self->timer_mode_ = TimerMode::None;
   switch (mode) {
     case TimerMode::Idle:
@@ -434,7 +451,8 @@ void DownstreamConnection::onWriteError(int err) {
 
 void DownstreamConnection::onStreamComplete(bool close_connection) {
   worker_.deferredDelete(std::move(stream_));
-  if (stream_idle_timer_) stream_idle_timer_->disable();
+  // stream_idle_timer_ stays armed: firing without a stream in flight does nothing, and the next
+  // request finds it armed (armStreamIdleTimer), which saves two timer heap operations each.
   if (close_connection || draining_ || peer_closed_ || !keep_alive_) {
     closing_ = true;
     close_after_flush_ = true;
@@ -494,7 +512,9 @@ void DownstreamConnection::armStreamIdleTimer() {
     stream_idle_timer_ = std::make_unique<Timer>(worker_.loop(), [this] { onStreamIdleTimeout(); });
   }
   last_client_io_ms_ = uv_now(worker_.loop());
-  stream_idle_timer_->enable(l->config->idle_timeout);
+  // Already armed (by an earlier request): onStreamIdleTimeout() measures the silence from
+  // last_client_io_ms_ and waits for the rest when it fires early.
+  if (!stream_idle_timer_->enabled()) stream_idle_timer_->enable(l->config->idle_timeout);
 }
 
 void DownstreamConnection::onStreamIdleTimeout() {

@@ -103,6 +103,8 @@ class DownstreamConnection : public WriteCallbacks {
   llhttp_t parser_;
   llhttp_settings_t settings_;
   TimerMode timer_mode_ = TimerMode::None;
+  uint64_t timer_deadline_ = 0;  // uv_now() when timer_mode_ expires
+  uint64_t timer_due_ = 0;       // uv_now() when the armed uv timer fires
 
   // The request being parsed.
   RequestHead head_;
