@@ -330,6 +330,28 @@ TEST_F(ProxyTest, UpstreamHangPastRouteTimeoutGets504) {
   EXPECT_TRUE(waitFor([&] { return statsOf(up_).active == 0; }, Duration(3000)));
 }
 
+// The connection's timer is re-armed lazily (only for an earlier deadline): a short route timeout
+// on a keep-alive connection, whose timer was last armed for the longer request-headers timeout,
+// must still fire on time.
+TEST_F(ProxyTest, RouteTimeoutFiresOnTimeOnAKeepAliveConnection) {
+  startBasic({{"ROUTE_TIMEOUT", "400ms"}, {"HEADERS_TIMEOUT", "20s"}});
+  HttpClient client = remora_.client();
+  for (int i = 0; i < 3; ++i) {
+    Response ok = client.get("/x");
+    ASSERT_TRUE(ok.ok()) << ok.error;
+    EXPECT_EQ(ok.status, 200);
+  }
+  Response r = client.get("/x", {{"x-fake-hang", "1"}});
+  ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_EQ(r.status, 504);
+  EXPECT_GE(r.elapsed, Duration(350));
+  EXPECT_LT(r.elapsed, Duration(3000));
+  // And the connection goes on: the next request is served.
+  Response after = client.get("/x");
+  ASSERT_TRUE(after.ok()) << after.error;
+  EXPECT_EQ(after.status, 200);
+}
+
 TEST_F(ProxyTest, NoHealthyEndpointGets503) {
   ASSERT_TRUE(up_.start());
   ASSERT_TRUE(remora_.start(R"(
