@@ -90,22 +90,7 @@ def main(argv: list[str]) -> int:
     os.chmod(tmp, 0o755)
     rows: list[tuple[str, str, float, float]] = []
     try:
-        up_ports = bench.free_ports(2)
-        www = tmp / "www"
-        www.mkdir()
-        for name, body in bench.BODIES.items():
-            (www / name).write_bytes(body)
-            os.chmod(www / name, 0o644)
-        up_dir = tmp / "upstream"
-        up_dir.mkdir()
-        (up_dir / "nginx.conf").write_text(bench.nginx_upstream_conf(up_dir, www, up_ports))
-        upstream = bench.Server("upstream", ["nginx", "-p", f"{up_dir}/", "-e", "stderr", "-c",
-                                             str(up_dir / "nginx.conf")], up_dir / "nginx.log")
-        servers.append(upstream)
-        upstream.start()
-        for p in up_ports:
-            bench.wait_ready(upstream, bench.serves_6b(p), f"upstream :{p} serving",
-                             bench.READY_TIMEOUT_S)
+        _, up_ports = bench.start_upstream(tmp, bench.Pinning(None, None, None), servers)
 
         for variant in args.targets.split(","):
             if variant not in bench.REMORA_VARIANTS:

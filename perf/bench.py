@@ -428,8 +428,8 @@ worker_processes 1;
 daemon off;
 pid {d}/nginx.pid;
 error_log stderr warn;
-worker_rlimit_nofile 16384;
-events {{ worker_connections 8192; }}
+worker_rlimit_nofile 40000;
+events {{ worker_connections 24000; }}
 http {{
     access_log off;
     tcp_nodelay on;
@@ -458,7 +458,7 @@ def haproxy_conf(port: int, upstream_port: int) -> str:
     return f"""# HAProxy as a reverse proxy: 1 thread, keep-alive + reuse to the upstream, no logs
 global
     nbthread 1
-    maxconn 8192
+    maxconn 9990
 
 defaults
     mode http
@@ -485,7 +485,7 @@ def haproxy_chain_conf(port: int, upstream_ports: list[int]) -> str:
     return f"""# HAProxy, resilience on: retries + redispatch, health checks, weights 1:3, maxconn per server
 global
     nbthread 1
-    maxconn 8192
+    maxconn 9990
 
 defaults
     mode http
@@ -641,6 +641,29 @@ class Target:
     rss_conns_kib: int | None = None
     rss_note: str = ""
     failed: str = ""  # set when the server died mid-run; later runs are skipped
+
+
+def start_upstream(tmp: Path, pin: Pinning, servers: list[Server]) -> tuple[Server, list[int]]:
+    """The upstream of every benchmark: one nginx serving /6b and /16k on two ports (the second is
+    remora-chain's second endpoint). Registered in `servers` at once; returns it ready."""
+    up_ports = free_ports(2)
+    www = tmp / "www"
+    www.mkdir()
+    for name, body in BODIES.items():
+        (www / name).write_bytes(body)
+        os.chmod(www / name, 0o644)
+    os.chmod(www, 0o755)
+    up_dir = tmp / "upstream"
+    up_dir.mkdir()
+    (up_dir / "nginx.conf").write_text(nginx_upstream_conf(up_dir, www, up_ports))
+    upstream = Server("upstream", pin.prefix(pin.upstream)
+                      + ["nginx", "-p", f"{up_dir}/", "-e", "stderr", "-c", str(up_dir / "nginx.conf")],
+                      up_dir / "nginx.log")
+    servers.append(upstream)
+    upstream.start()
+    for p in up_ports:
+        wait_ready(upstream, serves_6b(p), f"GET http://127.0.0.1:{p}/6b == 200", READY_TIMEOUT_S)
+    return upstream, up_ports
 
 
 def start_target(name: str, env: Env, servers: list[Server]) -> Target:
@@ -1089,24 +1112,7 @@ def main(argv: list[str]) -> int:
         tmp = Path(tempfile.mkdtemp(prefix="remora-bench-"))
         os.chmod(tmp, 0o755)  # nginx workers may run as an unprivileged user: they read www/
 
-        # Upstream: one nginx, two ports (the second is for remora-chain's second endpoint).
-        up_ports = free_ports(2)
-        www = tmp / "www"
-        www.mkdir()
-        for name, body in BODIES.items():
-            (www / name).write_bytes(body)
-            os.chmod(www / name, 0o644)
-        os.chmod(www, 0o755)
-        up_dir = tmp / "upstream"
-        up_dir.mkdir()
-        (up_dir / "nginx.conf").write_text(nginx_upstream_conf(up_dir, www, up_ports))
-        upstream = Server("upstream", pin.prefix(pin.upstream)
-                          + ["nginx", "-p", f"{up_dir}/", "-e", "stderr", "-c", str(up_dir / "nginx.conf")],
-                          up_dir / "nginx.log")
-        servers.append(upstream)
-        upstream.start()
-        for p in up_ports:
-            wait_ready(upstream, serves_6b(p), f"GET http://127.0.0.1:{p}/6b == 200", READY_TIMEOUT_S)
+        upstream, up_ports = start_upstream(tmp, pin, servers)
         status, body = http_get(up_ports[0], "/16k")
         if status != 200 or body != BODIES["16k"]:
             raise SetupError(f"upstream GET /16k -> {status}, {len(body)} bytes")
