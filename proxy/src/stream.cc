@@ -560,6 +560,8 @@ void ActiveStream::onResponseHeaders(int status, http::HeaderMap& headers, bool 
   std::string cl_value;
   if (has_content_length) cl_value = std::to_string(content_length);
   http::removeHopByHopHeaders(headers);
+  // Ours replaces an inner proxy's (a Remora sidecar upstream): one x-remora-attempts, this hop's.
+  headers.remove("x-remora-attempts");
 
   bool no_body = head_.method == "HEAD" || status == 204 || status == 304;
   bool client_11 = head_.http_minor >= 1;

@@ -240,6 +240,9 @@ TEST_F(TlsIntegrationTest, TwoSidecarsTalkMutualTlsOverPooledResumedConnections)
     ASSERT_EQ(r.status, 200);
     std::string xfcc = parseJson(r.body)["headers"].value("x-forwarded-client-cert", "");
     EXPECT_NE(xfcc.find("URI=spiffe://mesh/web"), std::string::npos) << xfcc;
+    // Each sidecar counts its own tries; the client sees the outer one's, once.
+    EXPECT_EQ(r.headers.count("x-remora-attempts"), 1u);
+    EXPECT_EQ(r.headers.value("x-remora-attempts"), "1");
   }
   // Twenty requests, one pooled TLS connection, one full handshake.
   EXPECT_EQ(outbound_.metric("remora_upstream_tls_handshakes_total", {{"cluster", "orders"}}), 1);
