@@ -553,8 +553,8 @@ void DownstreamConnection::onStreamIdleTimeout() {
 int DownstreamConnection::onMessageBegin(llhttp_t* p) {
   auto* self = fromParser(p);
   self->head_.reset();
-  self->field_.clear();
-  self->value_.clear();
+  http::clearKeepingUpTo(self->field_, 1024);
+  http::clearKeepingUpTo(self->value_, 4 * 1024);
   self->in_value_ = false;
   self->header_bytes_ = 0;
   self->refused_status_ = 0;

@@ -29,12 +29,17 @@ struct RequestHead {
   }
   bool hasBody() const { return chunked || (has_content_length && content_length > 0); }
 
+  // Ready for the next request. Memory is kept for it, unless a large request left more than
+  // a typical one needs: then it is freed, so an idle keep-alive connection (or the worker's
+  // recycler) does not hold on to an outlier's 60 KiB.
   void reset() {
+    constexpr size_t kKeepUrlBytes = 4 * 1024;
+    constexpr size_t kKeepHeaderBytes = 16 * 1024;
     method.clear();
-    url.clear();
+    http::clearKeepingUpTo(url, kKeepUrlBytes);
+    headers.clearKeepingUpTo(kKeepHeaderBytes);
     http_major = 1;
     http_minor = 1;
-    headers.clear();
     keep_alive = true;
     chunked = false;
     has_content_length = false;

@@ -166,9 +166,10 @@ void UpstreamConnection::attach(UpstreamClient* client) {
 }
 
 void UpstreamConnection::resetParserState() {
-  headers_.clear();
-  field_.clear();
-  value_.clear();
+  // A pooled connection keeps this memory between responses, bounded to what a typical one needs.
+  headers_.clearKeepingUpTo(16 * 1024);
+  http::clearKeepingUpTo(field_, 1024);
+  http::clearKeepingUpTo(value_, 4 * 1024);
   in_value_ = false;
   interim_ = false;
 }

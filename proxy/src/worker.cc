@@ -98,8 +98,6 @@ namespace {
 // concurrency, bounded so a burst does not pin memory for good. Oversized objects (a huge URL or
 // header block, a large serialized head) are freed rather than kept.
 constexpr size_t kMaxRecycled = 1024;
-constexpr size_t kMaxRecycledHeadBytes = 8 * 1024;
-constexpr size_t kMaxRecycledHeaderSlots = 64;
 constexpr size_t kMaxRecycledBufferBytes = 16 * 1024;
 
 }  // namespace
@@ -112,11 +110,8 @@ RequestHead Worker::takeRequestHead() {
 }
 
 void Worker::recycleRequestHead(RequestHead&& head) {
-  if (free_heads_.size() >= kMaxRecycled || head.url.capacity() > kMaxRecycledHeadBytes ||
-      head.headers.slots() > kMaxRecycledHeaderSlots) {
-    return;
-  }
-  head.reset();
+  if (free_heads_.size() >= kMaxRecycled) return;
+  head.reset();  // frees what an oversized request left
   free_heads_.push_back(std::move(head));
 }
 

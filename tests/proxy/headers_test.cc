@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
+#include <vector>
+
 namespace remora::http {
 namespace {
 
@@ -19,6 +22,76 @@ TEST(HeaderMapTest, GetSetRemoveCount) {
   h.remove("b");
   EXPECT_EQ(h.get("b"), nullptr);
   EXPECT_EQ(h.size(), 1u);
+}
+
+std::vector<std::string> names(const HeaderMap& h) {
+  std::vector<std::string> out;
+  for (const auto& [name, value] : h) out.push_back(name + "=" + value);
+  return out;
+}
+
+TEST(HeaderMapTest, ClearAndRemoveKeepMemoryButNotEntries) {
+  HeaderMap h;
+  h.add("x-long", std::string(100, 'v'));
+  h.add("b", "2");
+  h.add("c", "3");
+  const size_t bytes = h.memoryBytes();
+  EXPECT_GE(bytes, 100u);
+  h.remove("b");
+  EXPECT_EQ(names(h), (std::vector<std::string>{"x-long=" + std::string(100, 'v'), "c=3"}));
+  EXPECT_EQ(h.memoryBytes(), bytes);  // the removed entry's memory is kept
+  h.clear();
+  EXPECT_TRUE(h.empty());
+  EXPECT_EQ(h.get("x-long"), nullptr);
+  EXPECT_EQ(h.begin(), h.end());
+  EXPECT_EQ(h.memoryBytes(), bytes);
+  // Reused slots hold exactly what is added, nothing of what was there before.
+  h.add("d", "4");
+  EXPECT_EQ(names(h), (std::vector<std::string>{"d=4"}));
+  EXPECT_EQ(h.memoryBytes(), bytes);  // no new memory for a header that fits an old slot
+}
+
+TEST(HeaderMapTest, SetWithAValueFromTheMapAndOrderKept) {
+  HeaderMap h;
+  h.add("a", "1");
+  h.add("b", "2");
+  h.add("a", "3");
+  h.add("c", "4");
+  h.set("a", *h.get("c"));  // the value lives in the map: still copied correctly
+  EXPECT_EQ(names(h), (std::vector<std::string>{"b=2", "c=4", "a=4"}));
+}
+
+TEST(HeaderMapTest, CopyAndMoveCarryOnlyLiveEntries) {
+  HeaderMap h;
+  h.add("a", "1");
+  h.add("b", "2");
+  h.remove("a");
+  HeaderMap copy = h;
+  EXPECT_EQ(names(copy), (std::vector<std::string>{"b=2"}));
+  HeaderMap moved = std::move(h);
+  EXPECT_EQ(names(moved), (std::vector<std::string>{"b=2"}));
+  EXPECT_TRUE(h.empty());  // NOLINT(bugprone-use-after-move): a moved-from map is empty
+  h.add("z", "9");
+  EXPECT_EQ(names(h), (std::vector<std::string>{"z=9"}));
+  copy = moved;
+  EXPECT_EQ(names(copy), (std::vector<std::string>{"b=2"}));
+}
+
+TEST(HeaderMapTest, ClearKeepingUpToFreesWhatAnOutlierLeft) {
+  HeaderMap h;
+  h.add("cookie", std::string(50000, 'c'));
+  h.clearKeepingUpTo(16 * 1024);
+  EXPECT_TRUE(h.empty());
+  EXPECT_LT(h.memoryBytes(), 16u * 1024);
+  h.add("a", "1");
+  const size_t small = h.memoryBytes();
+  h.clearKeepingUpTo(16 * 1024);
+  EXPECT_EQ(h.memoryBytes(), small);  // a typical map keeps its memory
+
+  std::string s(50000, 'x');
+  clearKeepingUpTo(s, 4096);
+  EXPECT_TRUE(s.empty());
+  EXPECT_LE(s.capacity(), 4096u);
 }
 
 TEST(HeaderMapTest, CaseHelpers) {
@@ -53,6 +126,20 @@ TEST(HopByHopTest, RemovesHeadersNamedInConnection) {
   EXPECT_EQ(h.get("x-other"), nullptr);
   EXPECT_EQ(h.get("connection"), nullptr);
   ASSERT_NE(h.get("x-public"), nullptr);
+}
+
+TEST(HopByHopTest, TokensOfEveryConnectionHeaderAndOrderOfTheRest) {
+  HeaderMap h;
+  h.add("a", "1");
+  h.add("connection", "x-one");
+  h.add("x-one", "gone");
+  h.add("b", "2");
+  h.add("Connection-Like", "kept");  // not the Connection header (names are lower-case here)
+  h.add("connection", "X-Two");
+  h.add("x-two", "gone");
+  h.add("c", "3");
+  removeHopByHopHeaders(h);
+  EXPECT_EQ(names(h), (std::vector<std::string>{"a=1", "b=2", "Connection-Like=kept", "c=3"}));
 }
 
 TEST(ReasonPhraseTest, KnownAndUnknown) {

@@ -41,6 +41,12 @@ void HeaderMap::add(std::string_view name, std::string_view value) {
   ++size_;
 }
 
+size_t HeaderMap::memoryBytes() const {
+  size_t bytes = entries_.capacity() * sizeof(Entry);
+  for (const Entry& e : entries_) bytes += e.first.capacity() + e.second.capacity();
+  return bytes;
+}
+
 void HeaderMap::set(std::string_view name, std::string_view value) {
   // `value` may point into an entry that remove() reorders: add first, then drop the others.
   add(name, value);

@@ -55,10 +55,15 @@ class HeaderMap {
   size_t size() const { return size_; }
   // Drops every entry; their memory stays for the next message.
   void clear() { size_ = 0; }
+  // clear(), and frees the memory too when it is more than `keep_bytes` (what an outlier left).
+  void clearKeepingUpTo(size_t keep_bytes) {
+    clear();
+    if (memoryBytes() > keep_bytes) *this = HeaderMap();
+  }
   const_iterator begin() const { return entries_.begin(); }
   const_iterator end() const { return entries_.begin() + static_cast<std::ptrdiff_t>(size_); }
-  // Entries (live or dropped) whose memory is kept: what recycling this map is worth.
-  size_t slots() const { return entries_.size(); }
+  // Bytes of heap this map holds, dropped entries included (strings' capacity, the vector).
+  size_t memoryBytes() const;
 
   // Drops the entries `pred(entry)` is true for, keeping the order of the others.
   template <class Pred>
@@ -76,6 +81,12 @@ class HeaderMap {
   std::vector<Entry> entries_;  // [0, size_) live, then dropped entries kept for their memory
   size_t size_ = 0;
 };
+
+// s.clear(), freeing the memory when its capacity is more than `keep_bytes`.
+inline void clearKeepingUpTo(std::string& s, size_t keep_bytes) {
+  s.clear();
+  if (s.capacity() > keep_bytes) std::string().swap(s);
+}
 
 void toLowerInPlace(std::string& s);
 bool equalsIgnoreCase(std::string_view a, std::string_view b);
