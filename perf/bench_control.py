@@ -975,7 +975,8 @@ def build_report(args, cells: list[Cell], hb: HeartbeatResult | None, errors: li
         out.append("")
         out.append("Columns: *PUT answered* = the REST answer (after the state file's fsync); "
                    "*first push written* = change sent -> the snapshot written to the first "
-                   "stream (`sent_at`: fsync + debounce + building the snapshot); "
+                   "stream (`sent_at`: fsync + building the snapshot; these changes are lone, "
+                   "so the debouncer's leading edge pushes them without waiting); "
                    "*push -> last ACK* = the fan-out: writing to every stream, every proxy "
                    "parsing, validating and applying the snapshot, and its ACK; *CPU per change* "
                    "= utime+stime over the cell / changes (one proxy: the mean over the proxies; "
@@ -1066,7 +1067,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--changes", type=int, help="changes per cell (default 50)")
     p.add_argument("--gap-ms", type=int, default=100,
                    help="pause after a change is ACKed everywhere, jittered +-25%% (default 100, "
-                        "twice the debounce)")
+                        "twice the debounce: every change is a lone one, pushed at once)")
     p.add_argument("--poll-ms", type=float, default=10,
                    help="GET /v1/nodes interval while waiting for the ACKs (default 10); only "
                         "decides when the next change goes, not the measured time")

@@ -46,14 +46,17 @@ std::optional<uint16_t> parsePort(std::string_view s) {
 }  // namespace
 
 std::string Address::str() const {
+  // Called per endpoint on every snapshot: one allocation at most (none for a short IPv4 key).
+  char port_text[8];
+  const auto [port_end, ec] = std::to_chars(port_text, port_text + sizeof(port_text), port);
+  const bool v6 = host.find(':') != std::string::npos;
   std::string out;
-  if (host.find(':') != std::string::npos) {
-    out = "[" + host + "]";
-  } else {
-    out = host;
-  }
-  out += ":";
-  out += std::to_string(port);
+  out.reserve(host.size() + (v6 ? 2 : 0) + 1 + static_cast<size_t>(port_end - port_text));
+  if (v6) out += '[';
+  out += host;
+  if (v6) out += ']';
+  out += ':';
+  out.append(port_text, port_end);
   return out;
 }
 

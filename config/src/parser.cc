@@ -9,8 +9,11 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <sstream>
+#include <unordered_map>
 
+#include "node.h"
 #include "yaml_reader.h"
 
 namespace remora::config {
@@ -20,6 +23,7 @@ namespace {
 using detail::ErrorSink;
 using detail::Field;
 using detail::MapReader;
+using detail::Node;
 using detail::quote;
 
 constexpr uint32_t kMaxWorkers = 256;
@@ -112,22 +116,21 @@ void readPath(MapReader& m, std::string_view key, std::string& out) {
 // lookups are case-insensitive and the data plane compares lower-case names.
 void readHeaderMap(ErrorSink& sink, const Field& field, std::string_view what,
                    std::vector<std::pair<std::string, std::string>>& out) {
-  const YAML::Node& node = field.value;
-  for (auto it = node.begin(); it != node.end(); ++it) {
-    if (!it->first.IsScalar()) {
-      sink.add(it->first, "header names in " + std::string(what) + " must be strings, got " +
-                              detail::describe(it->first));
+  for (const auto& [key, item] : field.value.entries()) {
+    if (!key.isScalar()) {
+      sink.add(key, "header names in " + std::string(what) + " must be strings, got " +
+                        detail::describe(key));
       continue;
     }
-    if (!detail::isToken(it->first.Scalar())) {
-      sink.add(it->first, "invalid header name " + quote(it->first.Scalar()) + " in " +
-                              std::string(what) + "; use letters, digits and '-'");
+    if (!detail::isToken(key.scalar())) {
+      sink.add(key, "invalid header name " + quote(key.scalar()) + " in " + std::string(what) +
+                        "; use letters, digits and '-'");
       continue;
     }
-    const std::string name = detail::toLower(it->first.Scalar());
-    const SourceLoc value_loc = it->second.IsNull() ? sink.loc(it->first) : sink.loc(it->second);
+    const std::string name = detail::toLower(key.scalar());
+    const SourceLoc value_loc = item.isNull() ? sink.loc(key) : sink.loc(item);
     std::string value;
-    if (!detail::readString(sink, it->second, value_loc, name, value, /*allow_empty=*/true)) {
+    if (!detail::readString(sink, item, value_loc, name, value, /*allow_empty=*/true)) {
       continue;
     }
     if (value.find_first_of(std::string_view("\r\n\0", 3)) != std::string::npos) {
@@ -139,15 +142,15 @@ void readHeaderMap(ErrorSink& sink, const Field& field, std::string_view what,
     const bool duplicate =
         std::any_of(out.begin(), out.end(), [&](const auto& h) { return h.first == name; });
     if (duplicate) {
-      sink.add(it->first, "header " + quote(name) + " appears twice in " + std::string(what) +
-                              " (header names are case-insensitive); remove one");
+      sink.add(key, "header " + quote(name) + " appears twice in " + std::string(what) +
+                        " (header names are case-insensitive); remove one");
       continue;
     }
     out.emplace_back(name, std::move(value));
   }
 }
 
-void parseEndpoint(ErrorSink& sink, const YAML::Node& node, Endpoint& out) {
+void parseEndpoint(ErrorSink& sink, const Node& node, Endpoint& out) {
   out.loc = sink.loc(node);
   MapReader m(sink, node, "endpoint", {"address", "weight"});
   if (!m.ok()) return;
@@ -171,22 +174,34 @@ void parseEndpoints(MapReader& m, Cluster& c, bool endpoints_required) {
   const Field* f = m.list("endpoints");
   if (f == nullptr) return;
   size_t valid = 0;
-  for (const YAML::Node& item : f->value) {
+  const std::vector<Node> items = f->value.elements();
+  c.endpoints.reserve(items.size());
+  // Address hash -> index in c.endpoints: a pushed cluster can have thousands of endpoints, too
+  // many to compare each with every other.
+  std::unordered_multimap<size_t, size_t> seen;
+  seen.reserve(items.size());
+  for (const Node& item : items) {
     Endpoint e;
     const size_t before = sink.count();
     parseEndpoint(sink, item, e);
     if (sink.count() != before) continue;
     ++valid;
-    const auto same = std::find_if(c.endpoints.begin(), c.endpoints.end(),
-                                   [&](const Endpoint& o) { return o.address == e.address; });
-    if (same != c.endpoints.end()) {
-      sink.add(e.loc, "endpoint " + e.address.str() + " appears twice in " + who + " (first at " +
-                          lineOf(same->loc) + "); list each address once and use \"weight\"");
+    const size_t hash = std::hash<std::string>()(e.address.host) * 31 + e.address.port;
+    const Endpoint* same = nullptr;
+    for (auto [it, end] = seen.equal_range(hash); it != end && same == nullptr; ++it) {
+      if (c.endpoints[it->second].address == e.address) same = &c.endpoints[it->second];
+    }
+    if (same != nullptr) {
+      // JSON (a pushed cluster) has no line numbers to point at.
+      const std::string first = same->loc.line > 0 ? " (first at " + lineOf(same->loc) + ")" : "";
+      sink.add(e.loc, "endpoint " + e.address.str() + " appears twice in " + who + first +
+                          "; list each address once and use \"weight\"");
       continue;
     }
+    seen.emplace(hash, c.endpoints.size());
     c.endpoints.push_back(std::move(e));
   }
-  if (f->value.size() == 0) {
+  if (items.empty()) {
     if (endpoints_required) {
       sink.add(m.valueLoc(*f), who +
                                    " has no endpoints; add at least one, e.g. "
@@ -196,7 +211,7 @@ void parseEndpoints(MapReader& m, Cluster& c, bool endpoints_required) {
     return;
   }
   // Only judge the weights when every endpoint parsed: a broken weight is already reported.
-  if (valid == f->value.size() && !c.endpoints.empty() &&
+  if (valid == items.size() && !c.endpoints.empty() &&
       std::all_of(c.endpoints.begin(), c.endpoints.end(),
                   [](const Endpoint& e) { return e.weight == 0; })) {
     sink.add(m.valueLoc(*f), "every endpoint of " + who +
@@ -205,7 +220,7 @@ void parseEndpoints(MapReader& m, Cluster& c, bool endpoints_required) {
   }
 }
 
-void parseLimits(ErrorSink& sink, const YAML::Node& node, Limits& out) {
+void parseLimits(ErrorSink& sink, const Node& node, Limits& out) {
   MapReader m(sink, node, "limits",
               {"max_connections", "max_pending_requests", "max_requests", "max_retries"});
   if (!m.ok()) return;
@@ -215,7 +230,7 @@ void parseLimits(ErrorSink& sink, const YAML::Node& node, Limits& out) {
   m.readUint32("max_retries", out.max_retries);
 }
 
-void parseBulkhead(ErrorSink& sink, const YAML::Node& node, Bulkhead& out) {
+void parseBulkhead(ErrorSink& sink, const Node& node, Bulkhead& out) {
   MapReader m(sink, node, "bulkhead", {"max_concurrent_requests", "max_queue", "queue_timeout"});
   if (!m.ok()) return;
   m.readUint32("max_concurrent_requests", out.max_concurrent_requests, 1);
@@ -223,7 +238,7 @@ void parseBulkhead(ErrorSink& sink, const YAML::Node& node, Bulkhead& out) {
   m.readDuration("queue_timeout", out.queue_timeout);
 }
 
-void parseCircuitBreaker(ErrorSink& sink, const YAML::Node& node, CircuitBreaker& out) {
+void parseCircuitBreaker(ErrorSink& sink, const Node& node, CircuitBreaker& out) {
   MapReader m(sink, node, "circuit_breaker",
               {"consecutive_failures", "failure_rate", "open_duration", "half_open_max_requests",
                "success_threshold", "max_ejection_percent"});
@@ -243,7 +258,7 @@ void parseCircuitBreaker(ErrorSink& sink, const YAML::Node& node, CircuitBreaker
   m.readUint32("max_ejection_percent", out.max_ejection_percent, 0, 100);
 }
 
-void parseHealthCheck(ErrorSink& sink, const YAML::Node& node, HealthCheck& out) {
+void parseHealthCheck(ErrorSink& sink, const Node& node, HealthCheck& out) {
   MapReader m(sink, node, "health_check",
               {"path", "interval", "timeout", "healthy_threshold", "unhealthy_threshold"});
   if (!m.ok()) return;
@@ -254,7 +269,7 @@ void parseHealthCheck(ErrorSink& sink, const YAML::Node& node, HealthCheck& out)
   m.readUint32("unhealthy_threshold", out.unhealthy_threshold, 1);
 }
 
-void parseUpstreamTls(ErrorSink& sink, const YAML::Node& node, UpstreamTls& out) {
+void parseUpstreamTls(ErrorSink& sink, const Node& node, UpstreamTls& out) {
   out.loc = sink.loc(node);
   MapReader m(sink, node, "tls", {"ca_file", "cert_file", "key_file", "sni"});
   if (!m.ok()) return;
@@ -270,8 +285,7 @@ void parseUpstreamTls(ErrorSink& sink, const YAML::Node& node, UpstreamTls& out)
   }
 }
 
-void parseClusterInto(ErrorSink& sink, const YAML::Node& node, bool endpoints_required,
-                      Cluster& c) {
+void parseClusterInto(ErrorSink& sink, const Node& node, bool endpoints_required, Cluster& c) {
   c.loc = sink.loc(node);
   MapReader m(sink, node, "cluster",
               {"name", "lb_policy", "connect_timeout", "endpoints", "limits", "bulkhead",
@@ -300,7 +314,7 @@ void parseClusterInto(ErrorSink& sink, const YAML::Node& node, bool endpoints_re
   if (const Field* f = m.map("tls")) parseUpstreamTls(sink, f->value, c.tls.emplace());
 }
 
-void parseMatch(ErrorSink& sink, const YAML::Node& node, RouteMatch& out) {
+void parseMatch(ErrorSink& sink, const Node& node, RouteMatch& out) {
   MapReader m(sink, node, "match", {"prefix", "path", "method", "headers", "client_identity"});
   if (!m.ok()) return;
   std::string value;
@@ -340,15 +354,15 @@ void parseRetryOn(ErrorSink& sink, MapReader& m, RetryPolicy& out) {
   if (f == nullptr) return;
   // Envoy users write `retry_on: "5xx,reset"`; accept that spelling next to a YAML list.
   std::vector<std::pair<std::string, SourceLoc>> items;
-  if (f->value.IsSequence()) {
-    for (const YAML::Node& item : f->value) {
+  if (f->value.isSequence()) {
+    for (const Node& item : f->value.elements()) {
       std::string name;
       if (detail::readString(sink, item, sink.loc(item), "on", name, false)) {
         items.emplace_back(name, sink.loc(item));
       }
     }
-  } else if (f->value.IsScalar()) {
-    std::string_view rest = f->value.Scalar();
+  } else if (f->value.isScalar()) {
+    std::string_view rest = f->value.scalar();
     while (!rest.empty()) {
       const size_t comma = rest.find(',');
       std::string_view item = rest.substr(0, comma);
@@ -388,7 +402,7 @@ void parseRetryOn(ErrorSink& sink, MapReader& m, RetryPolicy& out) {
   out.on = bits;
 }
 
-void parseRetry(ErrorSink& sink, const YAML::Node& node, RetryPolicy& out) {
+void parseRetry(ErrorSink& sink, const Node& node, RetryPolicy& out) {
   MapReader m(sink, node, "retry",
               {"attempts", "on", "retriable_status_codes", "per_try_timeout", "backoff", "methods",
                "budget", "buffer_limit_kb"});
@@ -396,7 +410,7 @@ void parseRetry(ErrorSink& sink, const YAML::Node& node, RetryPolicy& out) {
   m.readUint32("attempts", out.attempts, 1);
   parseRetryOn(sink, m, out);
   if (const Field* f = m.list("retriable_status_codes")) {
-    for (const YAML::Node& item : f->value) {
+    for (const Node& item : f->value.elements()) {
       uint64_t code = 0;
       if (detail::readUint(sink, item, sink.loc(item), "retriable_status_codes", 100, 599, code)) {
         out.retriable_status_codes.push_back(static_cast<uint16_t>(code));
@@ -431,7 +445,7 @@ void parseRetry(ErrorSink& sink, const YAML::Node& node, RetryPolicy& out) {
   }
   if (const Field* f = m.list("methods")) {
     std::vector<std::string> methods;
-    for (const YAML::Node& item : f->value) {
+    for (const Node& item : f->value.elements()) {
       std::string method;
       if (!detail::readString(sink, item, sink.loc(item), "methods", method, false)) continue;
       if (!detail::isToken(method)) {
@@ -457,7 +471,7 @@ void parseRetry(ErrorSink& sink, const YAML::Node& node, RetryPolicy& out) {
   m.readUint32("buffer_limit_kb", out.buffer_limit_kb);
 }
 
-void parseRateLimit(ErrorSink& sink, const YAML::Node& node, RateLimit& out) {
+void parseRateLimit(ErrorSink& sink, const Node& node, RateLimit& out) {
   MapReader m(sink, node, "rate_limit", {"requests_per_second", "burst"});
   if (!m.ok()) return;
   m.require("requests_per_second");
@@ -466,7 +480,7 @@ void parseRateLimit(ErrorSink& sink, const YAML::Node& node, RateLimit& out) {
   m.readUint32("burst", out.burst, 1);
 }
 
-void parseFallback(ErrorSink& sink, const YAML::Node& node, Fallback& out) {
+void parseFallback(ErrorSink& sink, const Node& node, Fallback& out) {
   MapReader m(sink, node, "fallback", {"status", "body", "headers", "cluster"});
   if (!m.ok()) return;
   m.readUint16("status", out.status, 200, 599);
@@ -507,7 +521,7 @@ void parseRouteClusters(MapReader& m, Route& r) {
   // a list entry, only the conflict reported above.
   const size_t first = r.clusters.size();
   size_t valid = 0;
-  for (const YAML::Node& item : multi->value) {
+  for (const Node& item : multi->value.elements()) {
     WeightedCluster wc;
     MapReader c(sink, item, "route cluster", {"name", "weight"});
     if (!c.ok()) continue;
@@ -543,8 +557,8 @@ void parseRouteClusters(MapReader& m, Route& r) {
   }
 }
 
-void parseRoute(ErrorSink& sink, const YAML::Node& node, const std::string& listener_name,
-                size_t index, Route& r) {
+void parseRoute(ErrorSink& sink, const Node& node, const std::string& listener_name, size_t index,
+                Route& r) {
   r.loc = sink.loc(node);
   r.name = listener_name + "/" + std::to_string(index);
   MapReader m(
@@ -562,7 +576,7 @@ void parseRoute(ErrorSink& sink, const YAML::Node& node, const std::string& list
   if (const Field* f = m.map("fallback")) parseFallback(sink, f->value, r.fallback.emplace());
 }
 
-void parseCertificatePair(ErrorSink& sink, const YAML::Node& node, CertificateFiles& out) {
+void parseCertificatePair(ErrorSink& sink, const Node& node, CertificateFiles& out) {
   MapReader m(sink, node, "certificate", {"cert_file", "key_file"});
   if (!m.ok()) return;
   m.require("cert_file");
@@ -571,7 +585,7 @@ void parseCertificatePair(ErrorSink& sink, const YAML::Node& node, CertificateFi
   m.readString("key_file", out.key_file);
 }
 
-void parseListenerTls(ErrorSink& sink, const YAML::Node& node, ListenerTls& out) {
+void parseListenerTls(ErrorSink& sink, const Node& node, ListenerTls& out) {
   out.loc = sink.loc(node);
   MapReader m(sink, node, "tls", {"cert_file", "key_file", "certificates", "client_ca_file"});
   if (!m.ok()) return;
@@ -585,7 +599,7 @@ void parseListenerTls(ErrorSink& sink, const YAML::Node& node, ListenerTls& out)
   }
   if (m.has("certificates")) {
     if (const Field* f = m.list("certificates")) {
-      for (const YAML::Node& item : f->value) {
+      for (const Node& item : f->value.elements()) {
         parseCertificatePair(sink, item, out.certificates.emplace_back());
       }
     }
@@ -597,7 +611,7 @@ void parseListenerTls(ErrorSink& sink, const YAML::Node& node, ListenerTls& out)
   }
 }
 
-void parseListener(ErrorSink& sink, const YAML::Node& node, size_t index, Listener& l) {
+void parseListener(ErrorSink& sink, const Node& node, size_t index, Listener& l) {
   l.loc = sink.loc(node);
   MapReader m(sink, node, "listener",
               {"name", "address", "idle_timeout", "request_headers_timeout",
@@ -628,7 +642,7 @@ void parseListener(ErrorSink& sink, const YAML::Node& node, size_t index, Listen
   }
   const std::string route_prefix = l.name.empty() ? "listener" + std::to_string(index) : l.name;
   size_t i = 0;
-  for (const YAML::Node& item : f->value) {
+  for (const Node& item : f->value.elements()) {
     Route r;
     parseRoute(sink, item, route_prefix, i++, r);
     if (r.match.client_identity && (!l.tls || l.tls->client_ca_file.empty())) {
@@ -680,8 +694,10 @@ bool readWholeFile(const std::string& path, std::string& out, std::string& error
 
 }  // namespace
 
-std::optional<Cluster> parseCluster(const YAML::Node& node, std::string_view file,
-                                    std::vector<ConfigError>& errors, bool endpoints_required) {
+namespace {
+
+std::optional<Cluster> parseClusterNode(const Node& node, std::string_view file,
+                                        std::vector<ConfigError>& errors, bool endpoints_required) {
   ErrorSink sink(file, errors);
   const size_t before = sink.count();
   Cluster c;
@@ -690,9 +706,24 @@ std::optional<Cluster> parseCluster(const YAML::Node& node, std::string_view fil
   } catch (const YAML::Exception& e) {
     // Every access above is guarded, so this is a bug; still, a config error beats a crash.
     sink.add(e.mark, std::string("internal error while reading the cluster: ") + e.what());
+  } catch (const nlohmann::json::exception& e) {
+    sink.add(SourceLoc{std::string(file)},
+             std::string("internal error while reading the cluster: ") + e.what());
   }
   if (sink.count() != before) return std::nullopt;
   return c;
+}
+
+}  // namespace
+
+std::optional<Cluster> parseCluster(const YAML::Node& node, std::string_view file,
+                                    std::vector<ConfigError>& errors, bool endpoints_required) {
+  return parseClusterNode(Node(node), file, errors, endpoints_required);
+}
+
+std::optional<Cluster> parseClusterJson(const nlohmann::json& node, std::string_view file,
+                                        std::vector<ConfigError>& errors, bool endpoints_required) {
+  return parseClusterNode(Node(node), file, errors, endpoints_required);
 }
 
 Config parseConfig(const YAML::Node& root, std::string_view file,
@@ -701,7 +732,7 @@ Config parseConfig(const YAML::Node& root, std::string_view file,
   Config config;
   config.node_id = hostname();
   // An empty file (or one with only comments) is an empty map, which then lacks listeners.
-  const YAML::Node top_node = root.IsNull() ? YAML::Node(YAML::NodeType::Map) : root;
+  const Node top_node(root.IsNull() ? YAML::Node(YAML::NodeType::Map) : root);
   MapReader top(sink, top_node, "the top level",
                 {"node_id", "workers", "log_level", "drain_timeout", "admin", "control_plane",
                  "access_log", "listeners", "clusters"});
@@ -744,14 +775,14 @@ Config parseConfig(const YAML::Node& root, std::string_view file,
 
   if (const Field* f = top.list("listeners")) {
     size_t i = 0;
-    for (const YAML::Node& item : f->value) {
+    for (const Node& item : f->value.elements()) {
       Listener l;
       parseListener(sink, item, i++, l);
       config.listeners.push_back(std::move(l));
     }
   }
   if (const Field* f = top.list("clusters")) {
-    for (const YAML::Node& item : f->value) {
+    for (const Node& item : f->value.elements()) {
       Cluster c;
       parseClusterInto(sink, item, !has_control_plane, c);
       config.clusters.push_back(std::move(c));
@@ -759,14 +790,14 @@ Config parseConfig(const YAML::Node& root, std::string_view file,
   }
   const Field* listeners = top.find("listeners");
   if (!has_control_plane &&
-      (listeners == nullptr || (listeners->value.IsSequence() && listeners->value.size() == 0))) {
+      (listeners == nullptr || (listeners->value.isSequence() && listeners->value.size() == 0))) {
     const std::string reason =
         "no listeners; add at least one under \"listeners\" (only a proxy with a control_plane "
         "may start without)";
     if (listeners != nullptr) {
       sink.add(top.valueLoc(*listeners), reason);
     } else {
-      sink.add(root.IsNull() ? SourceLoc{std::string(file)} : sink.loc(root), reason);
+      sink.add(root.IsNull() ? SourceLoc{std::string(file)} : sink.loc(root.Mark()), reason);
     }
   }
   return config;

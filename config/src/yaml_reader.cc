@@ -90,16 +90,15 @@ void ErrorSink::add(SourceLoc loc, std::string reason) {
   errors_.push_back(ConfigError{std::move(loc), std::move(reason)});
 }
 
-std::string describe(const YAML::Node& node) {
-  switch (node.Type()) {
-    case YAML::NodeType::Map:
+std::string describe(const Node& node) {
+  switch (node.kind()) {
+    case Node::Kind::Map:
       return "a map";
-    case YAML::NodeType::Sequence:
+    case Node::Kind::Sequence:
       return "a list";
-    case YAML::NodeType::Scalar:
-      return quote(node.Scalar());
-    case YAML::NodeType::Null:
-    case YAML::NodeType::Undefined:
+    case Node::Kind::Scalar:
+      return quote(node.scalar());
+    case Node::Kind::Null:
       break;
   }
   return "nothing (null)";
@@ -171,35 +170,35 @@ std::string toUpper(std::string_view s) {
   return out;
 }
 
-bool readString(ErrorSink& sink, const YAML::Node& node, SourceLoc where, std::string_view what,
+bool readString(ErrorSink& sink, const Node& node, SourceLoc where, std::string_view what,
                 std::string& out, bool allow_empty) {
-  if (!node.IsScalar()) {
+  if (!node.isScalar()) {
     sink.add(std::move(where), quote(what) + " must be a string, got " + describe(node));
     return false;
   }
-  if (!allow_empty && node.Scalar().empty()) {
+  if (!allow_empty && node.scalar().empty()) {
     sink.add(std::move(where), quote(what) + " must not be empty");
     return false;
   }
   // Config strings end up in JSON (GET /config, the control plane's API), which must be UTF-8.
-  if (const size_t bad = invalidUtf8At(node.Scalar()); bad != std::string_view::npos) {
+  if (const size_t bad = invalidUtf8At(node.scalar()); bad != std::string_view::npos) {
     char hex[8];
-    std::snprintf(hex, sizeof(hex), "0x%02X", static_cast<unsigned char>(node.Scalar()[bad]));
+    std::snprintf(hex, sizeof(hex), "0x%02X", static_cast<unsigned char>(node.scalar()[bad]));
     sink.add(std::move(where), quote(what) + " must be UTF-8 text; byte " + hex + " at offset " +
                                    std::to_string(bad) + " is not");
     return false;
   }
-  out = node.Scalar();
+  out = node.scalar();
   return true;
 }
 
-bool readUint(ErrorSink& sink, const YAML::Node& node, SourceLoc where, std::string_view what,
+bool readUint(ErrorSink& sink, const Node& node, SourceLoc where, std::string_view what,
               uint64_t min, uint64_t max, uint64_t& out) {
-  if (!node.IsScalar()) {
+  if (!node.isScalar()) {
     sink.add(std::move(where), quote(what) + " must be an integer, got " + describe(node));
     return false;
   }
-  const std::string& s = node.Scalar();
+  const std::string& s = node.scalar();
   const bool negative = !s.empty() && s[0] == '-';
   const std::string_view digits = std::string_view(s).substr(negative ? 1 : 0);
   if (digits.empty() || !std::all_of(digits.begin(), digits.end(), isDigit)) {
@@ -225,13 +224,13 @@ bool readUint(ErrorSink& sink, const YAML::Node& node, SourceLoc where, std::str
   return true;
 }
 
-bool readDouble(ErrorSink& sink, const YAML::Node& node, SourceLoc where, std::string_view what,
+bool readDouble(ErrorSink& sink, const Node& node, SourceLoc where, std::string_view what,
                 double min, double max, double& out) {
-  if (!node.IsScalar()) {
+  if (!node.isScalar()) {
     sink.add(std::move(where), quote(what) + " must be a number, got " + describe(node));
     return false;
   }
-  const std::string& s = node.Scalar();
+  const std::string& s = node.scalar();
   double value = 0;
   const auto res = std::from_chars(s.data(), s.data() + s.size(), value);
   if (s.empty() || res.ec != std::errc() || res.ptr != s.data() + s.size() ||
@@ -248,14 +247,14 @@ bool readDouble(ErrorSink& sink, const YAML::Node& node, SourceLoc where, std::s
   return true;
 }
 
-bool readDuration(ErrorSink& sink, const YAML::Node& node, SourceLoc where, std::string_view what,
+bool readDuration(ErrorSink& sink, const Node& node, SourceLoc where, std::string_view what,
                   bool allow_zero, Duration& out) {
-  if (!node.IsScalar()) {
+  if (!node.isScalar()) {
     sink.add(std::move(where),
              quote(what) + " must be a duration such as 250ms or 2s, got " + describe(node));
     return false;
   }
-  const std::string& s = node.Scalar();
+  const std::string& s = node.scalar();
   const std::optional<Duration> d = parseDuration(s);
   if (!d) {
     std::string reason = "invalid duration " + quote(s) + " for " + quote(what);
@@ -280,16 +279,16 @@ bool readDuration(ErrorSink& sink, const YAML::Node& node, SourceLoc where, std:
   return true;
 }
 
-bool readAddress(ErrorSink& sink, const YAML::Node& node, SourceLoc where, std::string_view what,
+bool readAddress(ErrorSink& sink, const Node& node, SourceLoc where, std::string_view what,
                  Address& out) {
-  if (!node.IsScalar()) {
+  if (!node.isScalar()) {
     sink.add(std::move(where),
              quote(what) + " must be an address host:port, got " + describe(node));
     return false;
   }
-  const std::optional<Address> a = parseAddress(node.Scalar());
+  const std::optional<Address> a = parseAddress(node.scalar());
   if (!a) {
-    sink.add(std::move(where), "invalid address " + quote(node.Scalar()) + " for " + quote(what) +
+    sink.add(std::move(where), "invalid address " + quote(node.scalar()) + " for " + quote(what) +
                                    "; expected host:port with a port from 1 to 65535 "
                                    "(IPv6: [::1]:8080)");
     return false;
@@ -298,35 +297,38 @@ bool readAddress(ErrorSink& sink, const YAML::Node& node, SourceLoc where, std::
   return true;
 }
 
-MapReader::MapReader(ErrorSink& sink, const YAML::Node& node, std::string_view what,
+MapReader::MapReader(ErrorSink& sink, const Node& node, std::string_view what,
                      std::initializer_list<std::string_view> allowed)
     : sink_(sink), node_(node), what_(what) {
-  if (!node.IsMap()) {
+  if (!node.isMap()) {
     sink_.add(node, what_ + " must be a map, got " + describe(node));
     return;
   }
   ok_ = true;
-  std::vector<std::string> allowed_names(allowed.begin(), allowed.end());
-  for (auto it = node.begin(); it != node.end(); ++it) {
-    Field field{it->first.IsScalar() ? it->first.Scalar() : std::string(), it->first, it->second};
-    if (!it->first.IsScalar()) {
-      sink_.add(it->first, "keys in " + what_ + " must be plain names, got " + describe(it->first));
+  std::vector<std::pair<Node, Node>> entries = node.entries();
+  fields_.reserve(entries.size());
+  for (auto& [key, value] : entries) {
+    Field field{key.isScalar() ? key.scalar() : std::string(), std::move(key), std::move(value)};
+    if (!field.key_node.isScalar()) {
+      sink_.add(field.key_node,
+                "keys in " + what_ + " must be plain names, got " + describe(field.key_node));
       continue;
     }
-    if (std::find(allowed_names.begin(), allowed_names.end(), field.key) == allowed_names.end()) {
+    if (std::find(allowed.begin(), allowed.end(), field.key) == allowed.end()) {
+      const std::vector<std::string> allowed_names(allowed.begin(), allowed.end());
       std::string reason = "unknown key " + quote(field.key) + " in " + what_;
       const std::string suggestion = closest(field.key, allowed_names);
       if (!suggestion.empty()) reason += " (did you mean " + quote(suggestion) + "?)";
       reason += "; allowed keys: " + join(allowed_names);
-      sink_.add(it->first, std::move(reason));
+      sink_.add(field.key_node, std::move(reason));
       continue;
     }
     // yaml-cpp keeps both copies of a repeated key; silently using one would hide a mistake.
     if (const Field* first = find(field.key)) {
       const SourceLoc first_loc = sink_.loc(first->key_node);
-      sink_.add(it->first, "key " + quote(field.key) + " appears twice in " + what_ +
-                               " (first at line " + std::to_string(first_loc.line) +
-                               "); remove one");
+      sink_.add(field.key_node, "key " + quote(field.key) + " appears twice in " + what_ +
+                                    " (first at line " + std::to_string(first_loc.line) +
+                                    "); remove one");
       continue;
     }
     fields_.push_back(std::move(field));
@@ -341,7 +343,7 @@ const Field* MapReader::find(std::string_view key) const {
 }
 
 SourceLoc MapReader::valueLoc(const Field& field) const {
-  return field.value.IsNull() ? sink_.loc(field.key_node) : sink_.loc(field.value);
+  return field.value.isNull() ? sink_.loc(field.key_node) : sink_.loc(field.value);
 }
 
 bool MapReader::require(std::string_view key) {
@@ -396,7 +398,7 @@ bool MapReader::readAddress(std::string_view key, Address& out, SourceLoc* loc) 
 const Field* MapReader::list(std::string_view key) {
   const Field* f = find(key);
   if (f == nullptr) return nullptr;
-  if (!f->value.IsSequence()) {
+  if (!f->value.isSequence()) {
     sink_.add(valueLoc(*f), quote(key) + " must be a list, got " + describe(f->value));
     return nullptr;
   }
@@ -406,9 +408,9 @@ const Field* MapReader::list(std::string_view key) {
 const Field* MapReader::map(std::string_view key) {
   const Field* f = find(key);
   if (f == nullptr) return nullptr;
-  if (!f->value.IsMap()) {
+  if (!f->value.isMap()) {
     sink_.add(valueLoc(*f), quote(key) + " must be a map, got " + describe(f->value) +
-                                (f->value.IsNull() ? " (write {} for the defaults)" : ""));
+                                (f->value.isNull() ? " (write {} for the defaults)" : ""));
     return nullptr;
   }
   return f;

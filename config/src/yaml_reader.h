@@ -1,8 +1,8 @@
 #pragma once
 
-// Schema-checking helpers over yaml-cpp nodes, private to remora_config. They turn "read key X as
-// type T" into either a value or an error at the right line:column, so the parser itself reads as a
-// list of keys.
+// Schema-checking helpers over document nodes (node.h: YAML or JSON), private to remora_config.
+// They turn "read key X as type T" into either a value or an error at the right line:column, so the
+// parser itself reads as a list of keys.
 
 #include <yaml-cpp/yaml.h>
 
@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "node.h"
 #include "remora/config/config.h"
 
 namespace remora::config::detail {
@@ -24,9 +25,9 @@ class ErrorSink {
       : file_(file), errors_(errors) {}
 
   SourceLoc loc(const YAML::Mark& mark) const;
-  SourceLoc loc(const YAML::Node& node) const { return loc(node.Mark()); }
+  SourceLoc loc(const Node& node) const { return loc(node.mark()); }
   void add(SourceLoc loc, std::string reason);
-  void add(const YAML::Node& node, std::string reason) { add(loc(node), std::move(reason)); }
+  void add(const Node& node, std::string reason) { add(loc(node), std::move(reason)); }
   void add(const YAML::Mark& mark, std::string reason) { add(loc(mark), std::move(reason)); }
   size_t count() const { return errors_.size(); }
   const std::string& file() const { return file_; }
@@ -37,7 +38,7 @@ class ErrorSink {
 };
 
 // "a map", "a list", "nothing (null)" or the quoted scalar, for "must be X, got Y" messages.
-std::string describe(const YAML::Node& node);
+std::string describe(const Node& node);
 // `s` in double quotes, with control characters escaped so a message stays on one line.
 std::string quote(std::string_view s);
 // "a, b, c".
@@ -53,22 +54,22 @@ std::string toUpper(std::string_view s);
 // One key of a map, as written.
 struct Field {
   std::string key;
-  YAML::Node key_node;
-  YAML::Node value;
+  Node key_node;
+  Node value;
 };
 
 // A single scalar read out of a node. `what` names the value in messages ("workers" or
 // "retriable_status_codes entry"). Each returns false, after reporting, when the node is not what
 // was asked for; `where` is the location to report at.
-bool readString(ErrorSink& sink, const YAML::Node& node, SourceLoc where, std::string_view what,
+bool readString(ErrorSink& sink, const Node& node, SourceLoc where, std::string_view what,
                 std::string& out, bool allow_empty);
-bool readUint(ErrorSink& sink, const YAML::Node& node, SourceLoc where, std::string_view what,
+bool readUint(ErrorSink& sink, const Node& node, SourceLoc where, std::string_view what,
               uint64_t min, uint64_t max, uint64_t& out);
-bool readDouble(ErrorSink& sink, const YAML::Node& node, SourceLoc where, std::string_view what,
+bool readDouble(ErrorSink& sink, const Node& node, SourceLoc where, std::string_view what,
                 double min, double max, double& out);
-bool readDuration(ErrorSink& sink, const YAML::Node& node, SourceLoc where, std::string_view what,
+bool readDuration(ErrorSink& sink, const Node& node, SourceLoc where, std::string_view what,
                   bool allow_zero, Duration& out);
-bool readAddress(ErrorSink& sink, const YAML::Node& node, SourceLoc where, std::string_view what,
+bool readAddress(ErrorSink& sink, const Node& node, SourceLoc where, std::string_view what,
                  Address& out);
 
 // A map node whose keys were checked against the keys allowed in `what` ("cluster", "retry"...).
@@ -77,11 +78,11 @@ bool readAddress(ErrorSink& sink, const YAML::Node& node, SourceLoc where, std::
 // only when the key was present and valid.
 class MapReader {
  public:
-  MapReader(ErrorSink& sink, const YAML::Node& node, std::string_view what,
+  MapReader(ErrorSink& sink, const Node& node, std::string_view what,
             std::initializer_list<std::string_view> allowed);
 
   bool ok() const { return ok_; }
-  const YAML::Node& node() const { return node_; }
+  const Node& node() const { return node_; }
   SourceLoc loc() const { return sink_.loc(node_); }
   const Field* find(std::string_view key) const;
   bool has(std::string_view key) const { return find(key) != nullptr; }
@@ -110,7 +111,7 @@ class MapReader {
 
  private:
   ErrorSink& sink_;
-  YAML::Node node_;
+  Node node_;
   std::string what_;
   std::vector<Field> fields_;
   bool ok_ = false;

@@ -96,13 +96,11 @@ int ControlServer::run() {
   persister_ = std::make_unique<StatePersister>(&loop_, config_.state_file, [this] {
     // A copy is cheap next to serializing (1,000 instances: well under a millisecond versus
     // several), and the serializing then runs on the worker thread, off the loop.
+    // The snapshot's text is built here: only the clusters that changed are serialized again
+    // (ControlState::clustersText), far less than the copy costs.
     auto copy = std::make_shared<const ControlState>(state_);
-    auto clusters = std::make_shared<std::string>();
-    captured_clusters_[state_.version()] = clusters;
-    return StatePersister::Capture{state_.version(), [copy, clusters] {
-                                     *clusters = copy->clustersJson().dump();
-                                     return copy->serializeState();
-                                   }};
+    captured_clusters_[state_.version()] = std::make_shared<std::string>(state_.clustersText());
+    return StatePersister::Capture{state_.version(), [copy] { return copy->serializeState(); }};
   });
   persister_->setDurableVersion(state_.version());
   persister_->setDurableCallback([this](uint64_t v) { onDurable(v); });
@@ -140,7 +138,7 @@ int ControlServer::run() {
   uv_signal_start(&sigterm_, &ControlServer::onSignal, SIGTERM);
   uv_signal_start(&sigint_, &ControlServer::onSignal, SIGINT);
   uv_signal_start(&sighup_, &ControlServer::onSignal, SIGHUP);
-  discovery_->publish(state_.version(), state_.clustersJson().dump(), /*immediate=*/true);
+  discovery_->publish(state_.version(), state_.clustersText(), /*immediate=*/true);
   armTtlTimer();
   spdlog::info("remora-control listening on {}://{} (state version {}, auth {})",
                config_.tls ? "https" : "http", config_.listen.str(), state_.version(),
@@ -204,8 +202,7 @@ void ControlServer::onCommitted(uint64_t version) {
 void ControlServer::onDurable(uint64_t version) {
   auto it = captured_clusters_.find(version);
   // In memory-only mode nothing was captured, and the state is exactly `version` right now.
-  const std::string clusters =
-      it != captured_clusters_.end() ? *it->second : state_.clustersJson().dump();
+  const std::string clusters = it != captured_clusters_.end() ? *it->second : state_.clustersText();
   captured_clusters_.erase(captured_clusters_.begin(), captured_clusters_.upper_bound(version));
   discovery_->publish(version, clusters);
 }

@@ -53,7 +53,7 @@ class ControlServer {
   std::unique_ptr<http::SimpleHttpServer> http_;
   tls::ContextCache tls_contexts_;
   // The clusters (serialized JSON array) as they were when each in-flight write captured the
-  // state, so that what is pushed is exactly what is on disk. Filled by the write's worker.
+  // state, so that what is pushed is exactly what is on disk.
   std::map<uint64_t, std::shared_ptr<std::string>> captured_clusters_;
   uv_timer_t ttl_timer_;
   uv_signal_t sigterm_;

@@ -5,12 +5,18 @@
 namespace remora::control {
 
 void Debouncer::changed() {
-  last_ = time_.now();
-  if (!first_) first_ = last_;
+  const MonotonicTime now = time_.now();
+  if (!first_) {
+    first_ = now;
+    leading_ = !last_change_ || now - *last_change_ >= quiet_;
+  }
+  last_ = now;
+  last_change_ = now;
 }
 
 std::optional<MonotonicTime> Debouncer::deadline() const {
   if (!first_) return std::nullopt;
+  if (leading_) return *first_;
   return std::min(last_ + quiet_, *first_ + max_delay_);
 }
 
@@ -29,6 +35,9 @@ bool Debouncer::maxDue() const {
   return d && time_.now() >= *d;
 }
 
-void Debouncer::reset() { first_.reset(); }
+void Debouncer::reset() {
+  first_.reset();
+  leading_ = false;
+}
 
 }  // namespace remora::control

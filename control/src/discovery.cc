@@ -102,13 +102,15 @@ void DiscoveryService::publish(uint64_t version, const std::string& clusters_jso
   maybePush();
 }
 
-// The quiet period counts from the last change, not from the last durable version: while
-// changes keep coming (and wait for their fsync) the burst is not over. Only the max delay
-// pushes a snapshot that is already behind the newest change.
+// A change after a quiet period (the debouncer's leading edge) is pushed as soon as it is
+// durable, even if more changes came meanwhile: those form the next burst. Within a burst the
+// quiet period counts from the last change, not from the last durable version: while changes
+// keep coming (and wait for their fsync) the burst is not over. Only the max delay pushes a
+// snapshot of a burst that is already behind the newest change.
 void DiscoveryService::maybePush() {
   if (pending_body_ == nullptr) return;
   const bool caught_up = pending_version_num_ >= latest_change_;
-  if (!((caught_up && debouncer_.due()) || debouncer_.maxDue())) {
+  if (!(debouncer_.leading() || (caught_up && debouncer_.due()) || debouncer_.maxDue())) {
     armPushTimer();
     return;
   }
@@ -117,7 +119,8 @@ void DiscoveryService::maybePush() {
   version_ = pending_version_;
   clusters_body_ = std::move(pending_body_);
   pending_body_.reset();
-  // Changes still on their way to the disk open the next window now.
+  // Changes still on their way to the disk open the next window now (they came within the quiet
+  // period of this push's changes, so they are a burst, not a leading change).
   if (latest_change_ > version_num_) debouncer_.changed();
   spdlog::debug("discovery: pushing version {} to {} connected node(s)", version_,
                 connectedCount());
@@ -133,7 +136,8 @@ void DiscoveryService::armPushTimer() {
     return;
   }
   const bool caught_up = pending_version_num_ >= latest_change_;
-  const MonotonicTime deadline = caught_up ? *debouncer_.deadline() : *debouncer_.maxDeadline();
+  const MonotonicTime deadline =
+      caught_up || debouncer_.leading() ? *debouncer_.deadline() : *debouncer_.maxDeadline();
   uv_timer_start(
       push_timer_, [](uv_timer_t* t) { static_cast<DiscoveryService*>(t->data)->maybePush(); },
       msUntil(deadline, time_.now()), 0);

@@ -5,7 +5,9 @@
 // A proxy opens `GET /v1/discovery?node=ID`; the answer is a chunked stream of JSON lines:
 //   {"version":"42","nonce":"9f2c...","clusters":[...every cluster...]}   a snapshot
 //   {"heartbeat":true}                                                     on an idle stream
-// The current snapshot goes out at once on (re)connect, later ones after a debounce. The proxy
+// The current snapshot goes out at once on (re)connect; a change after a quiet period goes out as
+// soon as it is durable, and the changes that follow it within the debounce window are coalesced
+// (debouncer.h). The proxy
 // answers each snapshot with `POST /v1/discovery/ack {"node","version","nonce","error"?}`.
 //
 // Cheap with many proxies: a snapshot's clusters are serialized once and shared by every stream

@@ -5,6 +5,7 @@
 // text itself (allocations per key); this keeps the write path lean. Reading still uses
 // nlohmann::json.
 
+#include <charconv>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -47,6 +48,13 @@ inline void appendJsonString(std::string& out, std::string_view s) {
   }
   out.append(s.data() + run, s.size() - run);
   out.push_back('"');
+}
+
+// Appends the decimal digits of `n` (no temporary string).
+inline void appendInt(std::string& out, int64_t n) {
+  char buf[24];
+  const auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), n);
+  out.append(buf, end);
 }
 
 // `"key":` (with a leading comma unless `first`).

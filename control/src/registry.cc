@@ -103,12 +103,15 @@ Registry::UpsertResult Registry::upsert(const std::string& service, const std::s
     inst.renewed_at = time_.now();
     inst.registered_at = wall;
     inst.renewed_wall = wall;
-    services_[service].instances.emplace(id, std::move(inst));
+    Service& s = services_[service];
+    s.instances.emplace(id, std::move(inst));
+    touch(s);
     result.created = true;
     result.changed = true;
     return result;
   }
   result.changed = !(existing->spec == spec) || existing->status() != InstanceStatus::Up;
+  if (result.changed) touch(services_.find(service)->second);
   existing->spec = std::move(spec);
   existing->reported = InstanceStatus::Up;
   existing->lapsed = false;
@@ -128,14 +131,20 @@ Registry::HeartbeatResult Registry::heartbeat(const std::string& service, const 
   inst->lapsed = false;
   inst->renewed_at = time_.now();
   inst->renewed_wall = std::chrono::system_clock::now();
-  return inst->status() == was ? HeartbeatResult::Renewed : HeartbeatResult::StatusChanged;
+  if (inst->status() == was) return HeartbeatResult::Renewed;
+  touch(services_.find(service)->second);
+  return HeartbeatResult::StatusChanged;
 }
 
 bool Registry::remove(const std::string& service, const std::string& id) {
   auto s = services_.find(service);
   if (s == services_.end()) return false;
   if (s->second.instances.erase(id) == 0) return false;
-  if (s->second.instances.empty()) services_.erase(s);
+  if (s->second.instances.empty()) {
+    services_.erase(s);
+  } else {
+    touch(s->second);
+  }
   return true;
 }
 
@@ -163,6 +172,7 @@ std::vector<Registry::Transition> Registry::expire() {
       remove(d.t.service, d.t.id);
     } else {
       find(d.t.service, d.t.id)->lapsed = true;
+      touch(services_.find(d.t.service)->second);
     }
     out.push_back(std::move(d.t));
   }
@@ -238,18 +248,26 @@ void Registry::appendStateJson(std::string& out) const {
     for (const auto& [id, inst] : service.instances) {
       appendJsonKey(out, id, first);
       first = false;
+      // Appended piece by piece: this runs for every instance on every state write.
       out += "{\"address\":";
       appendJsonString(out, inst.spec.address.str());
-      out += ",\"weight\":" + std::to_string(inst.spec.weight);
-      out += ",\"ttl_ms\":" + std::to_string(inst.spec.ttl.count());
-      out += ",\"metadata\":" + inst.spec.metadata.dump();
+      out += ",\"weight\":";
+      appendInt(out, inst.spec.weight);
+      out += ",\"ttl_ms\":";
+      appendInt(out, inst.spec.ttl.count());
+      out += ",\"metadata\":";
+      if (inst.spec.metadata.is_object() && inst.spec.metadata.empty()) {
+        out += "{}";
+      } else {
+        out += inst.spec.metadata.dump();
+      }
       out += ",\"reported\":";
       appendJsonString(out, toString(inst.reported));
       out += inst.lapsed ? ",\"lapsed\":true" : ",\"lapsed\":false";
-      out += ",\"registered_at_ms\":" +
-             std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                inst.registered_at.time_since_epoch())
-                                .count());
+      out += ",\"registered_at_ms\":";
+      appendInt(out, std::chrono::duration_cast<std::chrono::milliseconds>(
+                         inst.registered_at.time_since_epoch())
+                         .count());
       out.push_back('}');
     }
     out += "}}";
@@ -300,6 +318,7 @@ bool Registry::loadStateJson(const nlohmann::json& j, std::string& error) {
     error = std::string("malformed registry: ") + e.what();
     return false;
   }
+  for (auto& [name, service] : loaded) touch(service);
   services_ = std::move(loaded);
   return true;
 }

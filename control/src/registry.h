@@ -56,6 +56,10 @@ struct Instance {
 struct Service {
   // By id, so every listing is in id order; std::less<> finds by string_view without a copy.
   std::map<std::string, Instance, std::less<>> instances;
+  // Changes whenever the service's endpoints may have changed (an instance added, removed,
+  // updated or changing status; not a plain renewal), and is never reused by a later service of
+  // the same name: the control plane re-serializes a cluster only when this moved.
+  uint64_t revision = 0;
 };
 
 // Instances expire after one TTL and are removed after this many.
@@ -120,9 +124,11 @@ class Registry {
 
  private:
   Instance* find(const std::string& service, const std::string& id);
+  void touch(Service& service) { service.revision = ++last_revision_; }
 
   const TimeSource& time_;
   ServiceMap services_;
+  uint64_t last_revision_ = 0;
 };
 
 }  // namespace remora::control

@@ -31,10 +31,20 @@ bool ControlState::setPolicy(config::Cluster policy) {
   auto it = policies_.find(name);
   if (it != policies_.end() && config::toJson(it->second) == config::toJson(policy)) return false;
   policies_[name] = std::move(policy);
+  touchPolicy(name);
   return true;
 }
 
-bool ControlState::removePolicy(const std::string& name) { return policies_.erase(name) > 0; }
+bool ControlState::removePolicy(const std::string& name) {
+  if (policies_.erase(name) == 0) return false;
+  touchPolicy(name);
+  return true;
+}
+
+uint64_t ControlState::policyRevision(const std::string& name) const {
+  auto it = policy_revisions_.find(name);
+  return it == policy_revisions_.end() ? 0 : it->second;
+}
 
 const config::Cluster* ControlState::findPolicy(const std::string& name) const {
   auto it = policies_.find(name);
@@ -80,6 +90,35 @@ nlohmann::json ControlState::clustersJson() const {
   return out;
 }
 
+std::string ControlState::clustersText() const {
+  std::set<std::string> names;
+  for (const auto& [name, p] : policies_) names.insert(name);
+  for (const auto& [name, svc] : registry_.services()) names.insert(name);
+  auto& cache = cluster_texts_.entries;
+  // Clusters that are gone.
+  for (auto it = cache.begin(); it != cache.end();) {
+    it = names.count(it->first) != 0 ? std::next(it) : cache.erase(it);
+  }
+  std::string out = "[";
+  for (const std::string& name : names) {
+    const Service* service = registry_.findService(name);
+    const uint64_t service_revision = service != nullptr ? service->revision : 0;
+    const uint64_t policy_revision = policyRevision(name);
+    auto [it, inserted] = cache.try_emplace(name);
+    CachedCluster& c = it->second;
+    if (inserted || c.service_revision != service_revision ||
+        c.policy_revision != policy_revision) {
+      c.text = config::toJson(effectiveCluster(name, findPolicy(name))).dump();
+      c.service_revision = service_revision;
+      c.policy_revision = policy_revision;
+    }
+    if (out.size() > 1) out.push_back(',');
+    out += c.text;
+  }
+  out.push_back(']');
+  return out;
+}
+
 std::string ControlState::serializeState() const {
   std::string out;
   out.reserve(256 * (registry_.instanceCount() + history_.size()) + 1024);
@@ -99,7 +138,8 @@ std::string ControlState::serializeState() const {
   for (const HistoryEntry& h : history_) {
     if (!first) out.push_back(',');
     first = false;
-    out += "{\"version\":" + std::to_string(h.version);
+    out += "{\"version\":";
+    appendInt(out, static_cast<int64_t>(h.version));
     appendJsonKey(out, "time");
     appendJsonString(out, h.time);
     appendJsonKey(out, "actor");
@@ -142,6 +182,9 @@ bool ControlState::loadStateJson(const nlohmann::json& j, std::string& error) {
     if (!registry_.loadStateJson(j.at("services"), error)) return false;
     while (history.size() > history_limit_) history.pop_front();
     policies_ = std::move(policies);
+    policy_revisions_.clear();
+    for (const auto& [name, p] : policies_) touchPolicy(name);
+    cluster_texts_.entries.clear();
     history_ = std::move(history);
     version_ = version;
   } catch (const nlohmann::json::exception& e) {

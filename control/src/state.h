@@ -62,6 +62,11 @@ class ControlState {
   std::optional<config::Cluster> cluster(const std::string& name) const;
   // clusters() in the proxy's schema (config::toJson), a JSON array.
   nlohmann::json clustersJson() const;
+  // The same as text (clustersJson().dump()), the discovery snapshot's body. Each cluster's text
+  // is kept and built again only when its policy or its service's instances changed: a change
+  // touches one cluster, and serializing every endpoint of every cluster was most of the control
+  // plane's work per change. Not thread-safe (the loop's; a copy of the state starts empty).
+  std::string clustersText() const;
 
   // The whole state, for the state file (serializeState() is the text, toStateJson() the same as
   // a tree); and back. loadStateJson() leaves the state untouched on error.
@@ -72,8 +77,31 @@ class ControlState {
  private:
   config::Cluster effectiveCluster(const std::string& name, const config::Cluster* policy) const;
 
+  // A policy's revision changes whenever the policy does (see Service::revision).
+  uint64_t policyRevision(const std::string& name) const;
+  void touchPolicy(const std::string& name) { policy_revisions_[name] = ++last_policy_revision_; }
+
+  struct CachedCluster {
+    uint64_t service_revision = 0;
+    uint64_t policy_revision = 0;
+    std::string text;
+  };
+  // Copies as empty: the persister's copy of the state never uses it.
+  struct ClusterTextCache {
+    ClusterTextCache() = default;
+    ClusterTextCache(const ClusterTextCache&) {}
+    ClusterTextCache& operator=(const ClusterTextCache&) {
+      entries.clear();
+      return *this;
+    }
+    std::map<std::string, CachedCluster> entries;
+  };
+
   Registry registry_;
   std::map<std::string, config::Cluster> policies_;
+  std::map<std::string, uint64_t> policy_revisions_;
+  uint64_t last_policy_revision_ = 0;
+  mutable ClusterTextCache cluster_texts_;
   std::deque<HistoryEntry> history_;
   size_t history_limit_;
   uint64_t version_ = 0;

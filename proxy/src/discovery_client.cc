@@ -2,8 +2,12 @@
 
 #include <spdlog/spdlog.h>
 
+#include <array>
+#include <cstring>
 #include <fstream>
+#include <nlohmann/json.hpp>
 
+#include "remora/config/parser.h"
 #include "snapshot.h"
 #include "tls/client_pump.h"
 #include "uv_util.h"
@@ -16,6 +20,9 @@ namespace {
 // is presumed dead and reopened.
 constexpr uint64_t kStreamIdleTimeoutMs = 45000;
 constexpr uint64_t kConnectTimeoutMs = 5000;
+// An ACK/NACK not answered within this long is given up on: the connection is closed (and the
+// ACK sent once more on a new one).
+constexpr uint64_t kAckTimeoutMs = 5000;
 // A snapshot line larger than this is refused (and the stream reopened): a bound on memory.
 constexpr size_t kMaxLineBytes = 64 * 1024 * 1024;
 
@@ -63,7 +70,13 @@ struct DiscoveryClient::Stream {
     owner = nullptr;
     uv_close(reinterpret_cast<uv_handle_t*>(&tcp), onClose);
     uv_close(reinterpret_cast<uv_handle_t*>(&timer), onClose);
-    if (o != nullptr && !is_ack) o->onStreamClosed(why);
+    if (o == nullptr) return;
+    if (is_ack) {
+      if (!why.empty()) spdlog::debug("control plane ACK connection closed: {}", why);
+      o->onAckConnectionClosed(this, false);
+    } else {
+      o->onStreamClosed(why);
+    }
   }
   static void onClose(uv_handle_t* h) {
     auto* s = static_cast<Stream*>(h->data);
@@ -83,17 +96,52 @@ struct DiscoveryClient::Stream {
   void open(const config::Address& server, const tls::ClientContextConstSharedPtr& tls_ctx);
   void onConnected();
   void onBytes(const char* data, size_t len);
+  // Another request on an established connection (the ACK connection). Failures close().
+  void send(std::string text);
   void armIdle(uint64_t ms) {
     uv_timer_start(
         &timer,
         [](uv_timer_t* t) {
           auto* s = static_cast<Stream*>(t->data);
-          s->close(s->established ? "no data from the control plane for 45s"
-                                  : "connect or response timeout");
+          s->close(s->established && !s->is_ack ? "no data from the control plane for 45s"
+                                                : "connect or response timeout");
         },
         ms, 0);
   }
 };
+
+namespace {
+
+// A write that owns its bytes (requests after the first on the ACK connection).
+struct OwnedWrite {
+  uv_write_t req;
+  std::string data;
+};
+
+}  // namespace
+
+void DiscoveryClient::Stream::send(std::string text) {
+  armIdle(kAckTimeoutMs);
+  if (tls) {
+    if (!tls->send(text)) close("TLS: " + tls->error());
+    return;
+  }
+  auto* w = new OwnedWrite();
+  w->data = std::move(text);
+  w->req.data = this;
+  uv_buf_t b = uv_buf_init(w->data.data(), static_cast<unsigned>(w->data.size()));
+  // The callback runs (with UV_ECANCELED) before the handle's close callback frees the stream.
+  int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(&tcp), &b, 1,
+                    [](uv_write_t* req, int status) {
+                      auto* st = static_cast<Stream*>(req->data);
+                      delete reinterpret_cast<OwnedWrite*>(req);
+                      if (status < 0 && !st->closing) st->close("write: " + uvError(status));
+                    });
+  if (rc != 0) {
+    delete w;
+    close("write: " + uvError(rc));
+  }
+}
 
 DiscoveryClient::DiscoveryClient(uv_loop_t* loop, config::Address server, std::string node_id,
                                  std::string token_file, UpdateCallback on_update)
@@ -131,6 +179,14 @@ void DiscoveryClient::stop() {
     s->owner = nullptr;
     s->close("stopping");
   }
+  if (ack_stream_ != nullptr) {
+    Stream* s = ack_stream_;
+    ack_stream_ = nullptr;
+    s->owner = nullptr;
+    s->close("stopping");
+  }
+  ack_queue_.clear();
+  ack_in_flight_ = false;
   if (retry_timer_ != nullptr) {
     uv_timer_stop(retry_timer_);
     uv_close(reinterpret_cast<uv_handle_t*>(retry_timer_),
@@ -174,15 +230,25 @@ void DiscoveryClient::connect() {
       st->line.append(at, std::min(len, size_t{4096}));
       return 0;
     }
-    for (size_t i = 0; i < len; ++i) {
-      if (at[i] == '\n') {
-        std::string line;
-        line.swap(st->line);
-        if (st->owner != nullptr && !line.empty()) st->owner->onLine(line);
-        if (st->closing) return static_cast<int>(HPE_PAUSED);
-      } else {
-        st->line.push_back(at[i]);
+    const char* end = at + len;
+    while (at < end) {
+      const auto* nl = static_cast<const char*>(std::memchr(at, '\n', end - at));
+      if (nl == nullptr) {
+        st->line.append(at, end);
+        break;
       }
+      // A line that arrived in one piece is parsed where it lies; otherwise it is completed.
+      std::string_view line;
+      if (st->line.empty()) {
+        line = std::string_view(at, nl - at);
+      } else {
+        st->line.append(at, nl);
+        line = st->line;
+      }
+      at = nl + 1;
+      if (st->owner != nullptr && !line.empty()) st->owner->onLine(line);
+      st->line.clear();
+      if (st->closing) return static_cast<int>(HPE_PAUSED);
     }
     if (st->line.size() > kMaxLineBytes) return -1;
     return 0;
@@ -220,6 +286,7 @@ void DiscoveryClient::Stream::open(const config::Address& server,
 }
 
 void DiscoveryClient::Stream::onConnected() {
+  if (is_ack) established = true;
   if (tls) {
     if (!tls->start() || !tls->send(request)) {
       close("TLS: " + tls->error());
@@ -290,30 +357,316 @@ void DiscoveryClient::onStreamClosed(const std::string& why) {
       delay, 0);
 }
 
+namespace {
+
+// Length of the well-formed UTF-8 sequence at s[i] (a lead byte >= 0x80; RFC 3629: no overlongs,
+// no surrogates, nothing above U+10FFFF), or 0.
+size_t utf8SequenceAt(std::string_view s, size_t i) {
+  const auto c = static_cast<unsigned char>(s[i]);
+  size_t len = 0;
+  unsigned char lo = 0x80, hi = 0xbf;  // allowed range of the second byte
+  if (c >= 0xc2 && c <= 0xdf) {
+    len = 2;
+  } else if (c >= 0xe0 && c <= 0xef) {
+    len = 3;
+    if (c == 0xe0) lo = 0xa0;
+    if (c == 0xed) hi = 0x9f;
+  } else if (c >= 0xf0 && c <= 0xf4) {
+    len = 4;
+    if (c == 0xf0) lo = 0x90;
+    if (c == 0xf4) hi = 0x8f;
+  } else {
+    return 0;
+  }
+  if (i + len > s.size()) return 0;
+  for (size_t k = 1; k < len; ++k) {
+    const auto b = static_cast<unsigned char>(s[i + k]);
+    if (b < (k == 1 ? lo : 0x80) || b > (k == 1 ? hi : 0xbf)) return 0;
+  }
+  return len;
+}
+
+int hexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// Bytes that stand for themselves inside a JSON string: printable ASCII but '"' and '\\'.
+constexpr std::array<bool, 256> kPlain = [] {
+  std::array<bool, 256> t{};
+  for (int c = 0x20; c < 0x80; ++c) t[static_cast<size_t>(c)] = true;
+  t['"'] = false;
+  t['\\'] = false;
+  return t;
+}();
+
+// A strict JSON (RFC 8259) reader that checks the syntax and tells where values start and end,
+// without building anything: what parseLine() needs to split a snapshot into its clusters' texts
+// in one pass. Nesting is tracked on the heap, so no input can exhaust the stack.
+class JsonScanner {
+ public:
+  explicit JsonScanner(std::string_view text) : s_(text) {}
+
+  size_t pos() const { return pos_; }
+  bool atEnd() const { return pos_ >= s_.size(); }
+  void skipSpace() {
+    while (pos_ < s_.size() &&
+           (s_[pos_] == ' ' || s_[pos_] == '\t' || s_[pos_] == '\n' || s_[pos_] == '\r')) {
+      ++pos_;
+    }
+  }
+  // After whitespace: the next character, or '\0' at the end.
+  char peek() {
+    skipSpace();
+    return pos_ < s_.size() ? s_[pos_] : '\0';
+  }
+  // Consumes `c` if it comes next (after whitespace).
+  bool consume(char c) {
+    if (peek() != c) return false;
+    ++pos_;
+    return true;
+  }
+
+  // A string at the current position: `raw` is its content between the quotes, escapes left as
+  // they are (`escaped` tells whether there are any).
+  bool string(std::string_view& raw, bool& escaped) {
+    if (peek() != '"') return false;
+    const size_t start = pos_ + 1;
+    size_t i = start;
+    while (i < s_.size()) {
+      // Most of a snapshot is plain ASCII inside strings: skip it in a tight loop.
+      while (i < s_.size() && kPlain[static_cast<unsigned char>(s_[i])]) ++i;
+      if (i >= s_.size()) break;
+      const auto c = static_cast<unsigned char>(s_[i]);
+      if (c == '"') {
+        raw = s_.substr(start, i - start);
+        pos_ = i + 1;
+        return true;
+      }
+      if (c == '\\') {
+        escaped = true;
+        if (i + 1 >= s_.size()) return false;
+        const char e = s_[i + 1];
+        if (e == 'u') {
+          const int cp = codeUnitAt(i + 2);
+          if (cp < 0) return false;
+          i += 6;
+          if (cp >= 0xdc00 && cp <= 0xdfff) return false;  // a lone low surrogate
+          if (cp >= 0xd800 && cp <= 0xdbff) {
+            // A high surrogate must be followed by an escaped low one.
+            if (i + 1 >= s_.size() || s_[i] != '\\' || s_[i + 1] != 'u') return false;
+            const int low = codeUnitAt(i + 2);
+            if (low < 0xdc00 || low > 0xdfff) return false;
+            i += 6;
+          }
+          continue;
+        }
+        if (std::strchr("\"\\/bfnrt", e) == nullptr || e == '\0') return false;
+        i += 2;
+        continue;
+      }
+      if (c < 0x20) return false;
+      if (c < 0x80) {
+        ++i;
+        continue;
+      }
+      const size_t len = utf8SequenceAt(s_, i);
+      if (len == 0) return false;
+      i += len;
+    }
+    return false;
+  }
+
+  // Any value at the current position.
+  bool value() {
+    stack_.clear();
+    for (;;) {
+      // A value starts here.
+      const char c = peek();
+      if (c == '{') {
+        ++pos_;
+        if (!consume('}')) {
+          if (!memberKey()) return false;
+          stack_.push_back('{');
+          continue;
+        }
+      } else if (c == '[') {
+        ++pos_;
+        if (!consume(']')) {
+          stack_.push_back('[');
+          continue;
+        }
+      } else if (c == '"') {
+        std::string_view raw;
+        bool escaped = false;
+        if (!string(raw, escaped)) return false;
+      } else if (c == '-' || (c >= '0' && c <= '9')) {
+        if (!number()) return false;
+      } else if (!literal("true") && !literal("false") && !literal("null")) {
+        return false;
+      }
+      // A value ended: close what it ends, or go on to the next element.
+      for (;;) {
+        if (stack_.empty()) return true;
+        const char d = peek();
+        if (d == '\0') return false;
+        ++pos_;
+        if (d == ',') {
+          if (stack_.back() == '{' && !memberKey()) return false;
+          break;
+        }
+        if (d != (stack_.back() == '{' ? '}' : ']')) return false;
+        stack_.pop_back();
+      }
+    }
+  }
+
+ private:
+  // "key": (a member's key and the colon).
+  bool memberKey() {
+    std::string_view raw;
+    bool escaped = false;
+    return string(raw, escaped) && consume(':');
+  }
+
+  // The 4 hex digits of a \u escape at s_[i], or -1.
+  int codeUnitAt(size_t i) const {
+    if (i + 4 > s_.size()) return -1;
+    int v = 0;
+    for (size_t k = 0; k < 4; ++k) {
+      const int h = hexValue(s_[i + k]);
+      if (h < 0) return -1;
+      v = v * 16 + h;
+    }
+    return v;
+  }
+
+  bool digits() {
+    const size_t start = pos_;
+    while (pos_ < s_.size() && s_[pos_] >= '0' && s_[pos_] <= '9') ++pos_;
+    return pos_ > start;
+  }
+
+  // -? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?
+  bool number() {
+    if (s_[pos_] == '-') ++pos_;
+    if (pos_ >= s_.size()) return false;
+    if (s_[pos_] == '0') {
+      ++pos_;
+    } else if (!digits()) {
+      return false;
+    }
+    if (pos_ < s_.size() && s_[pos_] == '.') {
+      ++pos_;
+      if (!digits()) return false;
+    }
+    if (pos_ < s_.size() && (s_[pos_] == 'e' || s_[pos_] == 'E')) {
+      ++pos_;
+      if (pos_ < s_.size() && (s_[pos_] == '+' || s_[pos_] == '-')) ++pos_;
+      if (!digits()) return false;
+    }
+    return true;
+  }
+
+  bool literal(std::string_view word) {
+    if (s_.substr(pos_, word.size()) != word) return false;
+    pos_ += word.size();
+    return true;
+  }
+
+  std::string_view s_;
+  size_t pos_ = 0;
+  std::vector<char> stack_;  // '{' or '[' per open container
+};
+
+// "version" and "nonce" as the proxy reports them: a string as is, anything else as its JSON.
+std::string scalarText(std::string_view json) {
+  if (json.size() >= 2 && json.front() == '"' && json.find('\\') == std::string_view::npos) {
+    return std::string(json.substr(1, json.size() - 2));
+  }
+  const nlohmann::json j = nlohmann::json::parse(json, nullptr, false);
+  if (j.is_discarded()) return std::string(json);
+  return j.is_string() ? j.get<std::string>() : j.dump();
+}
+
+}  // namespace
+
 std::optional<DiscoveryClient::Update> DiscoveryClient::parseLine(std::string_view line,
                                                                   std::string& error) {
   error.clear();
-  nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) {
+  auto notJson = [&error] {
     error = "a line that is not a JSON object";
     return std::nullopt;
+  };
+  JsonScanner j(line);
+  if (!j.consume('{')) return notJson();
+  // As in any JSON reader, a repeated key's last value wins.
+  std::optional<std::string_view> version;
+  std::optional<std::string_view> nonce;
+  std::vector<std::string_view> clusters;
+  bool has_clusters = false;
+  bool clusters_is_array = false;
+  if (!j.consume('}')) {
+    do {
+      std::string_view raw;
+      bool escaped = false;
+      j.skipSpace();
+      const size_t key_start = j.pos();
+      if (!j.string(raw, escaped)) return notJson();
+      const std::string key =
+          escaped ? scalarText(line.substr(key_start, j.pos() - key_start)) : std::string(raw);
+      if (!j.consume(':')) return notJson();
+      const char first = j.peek();
+      const size_t start = j.pos();
+      if (key == "clusters" && first == '[') {
+        // Element by element, to keep each one's text.
+        has_clusters = true;
+        clusters_is_array = true;
+        clusters.clear();
+        j.consume('[');
+        if (!j.consume(']')) {
+          do {
+            j.skipSpace();
+            const size_t element = j.pos();
+            if (!j.value()) return notJson();
+            clusters.push_back(line.substr(element, j.pos() - element));
+          } while (j.consume(','));
+          if (!j.consume(']')) return notJson();
+        }
+        continue;
+      }
+      if (!j.value()) return notJson();
+      const std::string_view text = line.substr(start, j.pos() - start);
+      if (key == "version") {
+        version = text;
+      } else if (key == "nonce") {
+        nonce = text;
+      } else if (key == "clusters") {
+        has_clusters = true;
+        clusters_is_array = false;
+        clusters.clear();
+      }
+    } while (j.consume(','));
+    if (!j.consume('}')) return notJson();
   }
-  if (!j.contains("version")) return std::nullopt;  // heartbeat or other notice
-  // Field types are checked, never assumed: json::get/value throw on a mismatch, and an exception
-  // here would end the process from inside a libuv callback.
+  j.skipSpace();
+  if (!j.atEnd()) return notJson();
+  if (!version) return std::nullopt;  // heartbeat or other notice
   Update u;
-  const nlohmann::json& version = j["version"];
-  u.version = version.is_string() ? version.get<std::string>() : version.dump();
-  if (j.contains("nonce")) {
-    const nlohmann::json& nonce = j["nonce"];
-    u.nonce = nonce.is_string() ? nonce.get<std::string>() : nonce.dump();
+  u.version = scalarText(*version);
+  if (nonce) u.nonce = scalarText(*nonce);
+  if (has_clusters && !clusters_is_array) {
+    error = "\"clusters\" is not an array";
+    return u;
   }
-  u.clusters = j.contains("clusters") ? j["clusters"] : nlohmann::json::array();
-  if (!u.clusters.is_array()) error = "\"clusters\" is not an array";
+  u.clusters.reserve(clusters.size());
+  for (std::string_view c : clusters) u.clusters.emplace_back(c);
   return u;
 }
 
-void DiscoveryClient::onLine(const std::string& line) {
+void DiscoveryClient::onLine(std::string_view line) {
   std::string error;
   std::optional<Update> u = parseLine(line, error);
   if (!u) {
@@ -332,27 +685,118 @@ void DiscoveryClient::sendAck(const std::string& version, const std::string& non
                               const std::string& error) {
   nlohmann::json body = {{"node", node_id_}, {"version", version}, {"nonce", nonce}};
   if (!error.empty()) body["error"] = error;
-  std::string payload = body.dump();
+  // Never throws: a reason with invalid UTF-8 (a file name, say) is sent with U+FFFD.
+  const std::string payload = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  ack_queue_.push_back("POST /v1/discovery/ack HTTP/1.1\r\nhost: " + server_.str() + "\r\n" +
+                       authHeader() + "content-type: application/json\r\ncontent-length: " +
+                       std::to_string(payload.size()) + "\r\n\r\n" + payload);
+  flushAcks();
+}
+
+void DiscoveryClient::flushAcks() {
+  if (ack_in_flight_ || ack_queue_.empty()) return;
+  ack_in_flight_ = true;
+  if (ack_stream_ != nullptr) {
+    ack_stream_->send(ack_queue_.front());
+    return;
+  }
   auto* s = new Stream();
   s->is_ack = true;
+  s->owner = this;
+  ack_stream_ = s;
   s->init(loop_);  // llhttp keeps a pointer to s->settings, filled in below
-  s->request = "POST /v1/discovery/ack HTTP/1.1\r\nhost: " + server_.str() + "\r\n" +
-               authHeader() + "content-type: application/json\r\ncontent-length: " +
-               std::to_string(payload.size()) + "\r\nconnection: close\r\n\r\n" + payload;
+  s->request = ack_queue_.front();
   llhttp_settings_init(&s->settings);
   s->settings.on_headers_complete = [](llhttp_t* p) {
     static_cast<Stream*>(p->data)->status = p->status_code;
     return 0;
   };
+  s->settings.on_body = [](llhttp_t* p, const char* at, size_t len) {
+    auto* st = static_cast<Stream*>(p->data);
+    if (st->status >= 300 && st->line.size() < 4096) {
+      st->line.append(at, std::min(len, 4096 - st->line.size()));
+    }
+    return 0;
+  };
   s->settings.on_message_complete = [](llhttp_t* p) -> int {
     auto* st = static_cast<Stream*>(p->data);
     if (st->status >= 300) {
-      spdlog::warn("control plane refused an ACK/NACK: HTTP {}", st->status);
+      spdlog::warn("control plane refused an ACK/NACK: HTTP {}: {}", st->status, st->line);
     }
-    st->close("");
-    return HPE_PAUSED;
+    st->line.clear();
+    uv_timer_stop(&st->timer);
+    DiscoveryClient* o = st->owner;
+    const bool keep_alive = llhttp_should_keep_alive(p) != 0;
+    if (!keep_alive) {
+      // The next ACK goes on a new connection.
+      st->owner = nullptr;
+      if (o != nullptr && o->ack_stream_ == st) o->ack_stream_ = nullptr;
+      st->close("");
+    }
+    if (o != nullptr) {
+      o->ack_queue_.pop_front();
+      o->ack_in_flight_ = false;
+      o->ack_retries_ = 0;
+      o->flushAcks();
+    }
+    return keep_alive ? 0 : static_cast<int>(HPE_PAUSED);
   };
   s->open(server_, tls_);
+}
+
+void DiscoveryClient::onAckConnectionClosed(Stream* s, bool /*answered_all*/) {
+  if (ack_stream_ == s) ack_stream_ = nullptr;
+  if (!ack_in_flight_) return;  // an idle connection closed: the next ACK opens another
+  ack_in_flight_ = false;
+  // The control plane may have closed an idle connection just as the ACK went out: once more on
+  // a new connection, then give up (the next snapshot brings another ACK).
+  if (ack_retries_ == 0) {
+    ++ack_retries_;
+  } else {
+    spdlog::warn(
+        "control plane {}: could not deliver an ACK/NACK (the connection closed twice "
+        "before an answer); the next snapshot will be acknowledged again",
+        server_.str());
+    ack_queue_.pop_front();
+    ack_retries_ = 0;
+  }
+  if (!stopped_) flushAcks();
+}
+
+std::vector<config::Cluster> PushedClusters::parse(const DiscoveryClient::Update& update,
+                                                   std::vector<config::ConfigError>& errors) {
+  std::vector<config::Cluster> out;
+  out.reserve(update.clusters.size());
+  std::unordered_map<std::string, config::Cluster> next;
+  last_parsed_ = 0;
+  for (const std::string& text : update.clusters) {
+    if (auto it = by_text_.find(text); it != by_text_.end()) {
+      out.push_back(it->second);
+      next.insert(by_text_.extract(it));
+      continue;
+    }
+    if (auto it = next.find(text); it != next.end()) {  // the same cluster twice in one push
+      out.push_back(it->second);
+      continue;
+    }
+    ++last_parsed_;
+    const nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+    if (j.is_discarded()) {
+      // parseLine() checked the syntax, so this does not happen; still, a NACK beats a crash.
+      config::ConfigError e;
+      e.loc.file = "control-plane";
+      e.reason = "unreadable cluster: not valid JSON";
+      errors.push_back(std::move(e));
+      continue;
+    }
+    std::optional<config::Cluster> c =
+        config::parseClusterJson(j, "control-plane", errors, /*endpoints_required=*/false);
+    if (!c) continue;
+    out.push_back(*c);
+    next.emplace(text, std::move(*c));
+  }
+  by_text_ = std::move(next);
+  return out;
 }
 
 }  // namespace remora

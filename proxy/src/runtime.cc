@@ -3,20 +3,32 @@
 #include <spdlog/spdlog.h>
 
 #include <set>
+#include <string_view>
+#include <unordered_map>
 
 namespace remora {
 
-ClusterRuntime& RuntimeRegistry::configureCluster(const config::Cluster& c) {
+ClusterRuntime& RuntimeRegistry::configureCluster(const config::Cluster& c,
+                                                  const std::vector<std::string>& keys) {
   ClusterRuntime& rt = clusters_[c.name];
-  std::vector<std::string> keys;
-  std::map<std::string, EndpointRuntimeSharedPtr> endpoints;
-  for (const auto& e : c.endpoints) {
-    std::string key = e.address.str();
-    keys.push_back(key);
-    auto it = rt.endpoints.find(key);
-    endpoints[key] = it != rt.endpoints.end() ? it->second : std::make_shared<EndpointRuntime>();
+  if (keys != rt.endpoint_keys) {
+    std::unordered_map<std::string_view, EndpointRuntimeSharedPtr> old;
+    old.reserve(rt.endpoint_keys.size());
+    for (size_t i = 0; i < rt.endpoint_keys.size(); ++i) {
+      old.emplace(rt.endpoint_keys[i], rt.endpoints[i]);
+    }
+    std::vector<EndpointRuntimeSharedPtr> endpoints;
+    endpoints.reserve(keys.size());
+    for (const std::string& key : keys) {
+      auto it = old.find(key);
+      // The same address twice in a cluster is one endpoint: one state.
+      if (it == old.end()) it = old.emplace(key, std::make_shared<EndpointRuntime>()).first;
+      endpoints.push_back(it->second);
+    }
+    old.clear();  // its keys point into rt.endpoint_keys
+    rt.endpoint_keys = keys;
+    rt.endpoints = std::move(endpoints);
   }
-  rt.endpoints = std::move(endpoints);
 
   if (c.circuit_breaker) {
     if (rt.breakers) {

@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "lb/circuit_breaker.h"
 #include "remora/config/config.h"
@@ -33,7 +34,10 @@ struct EndpointRuntime {
 using EndpointRuntimeSharedPtr = std::shared_ptr<EndpointRuntime>;
 
 struct ClusterRuntime {
-  std::map<std::string, EndpointRuntimeSharedPtr> endpoints;  // by "host:port"
+  // Per endpoint, in the order of the endpoint keys ("host:port") last given to
+  // configureCluster(): `endpoints[i]` is the state of `endpoint_keys[i]`.
+  std::vector<std::string> endpoint_keys;
+  std::vector<EndpointRuntimeSharedPtr> endpoints;
   std::shared_ptr<lb::CircuitBreakerSet> breakers;            // null: no circuit_breaker
   std::shared_ptr<resilience::Bulkhead> bulkhead;             // null: no bulkhead
   std::shared_ptr<resilience::ResourceLimits> limits;
@@ -49,8 +53,12 @@ class RuntimeRegistry {
   RuntimeRegistry(StatsStore& stats, const TimeSource& time_source)
       : stats_(stats), time_source_(time_source) {}
 
-  // Brings the cluster's shared state in line with `config` and returns it.
-  ClusterRuntime& configureCluster(const config::Cluster& config);
+  // Brings the cluster's shared state in line with `config`, whose endpoints have the keys
+  // `endpoint_keys` ("host:port", in order), and returns it. An endpoint that stays keeps its
+  // state; when the keys are the same as last time (a push that changed another cluster) nothing
+  // per endpoint is done.
+  ClusterRuntime& configureCluster(const config::Cluster& config,
+                                   const std::vector<std::string>& endpoint_keys);
   RouteRuntime& configureRoute(const config::Route& config);
   // Drops state of clusters and routes not in `config` (after a snapshot without them is live,
   // in-flight requests keep theirs alive through their snapshot's shared pointers).

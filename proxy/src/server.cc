@@ -2,17 +2,14 @@
 
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
-#include <thread>
-
 #include <nlohmann/json.hpp>
-#include <spdlog/spdlog.h>
-
-#include <yaml-cpp/yaml.h>
+#include <thread>
 
 #include "remora/config/json.h"
 #include "remora/config/parser.h"
@@ -232,33 +229,8 @@ std::string Server::apply(const config::ConfigConstSharedPtr& config, const std:
 
 std::string Server::onDiscoveryUpdate(const DiscoveryClient::Update& update) {
   std::vector<config::ConfigError> errors;
-  std::vector<config::Cluster> clusters;
-  // A push carries every cluster, but a registry change touches one: clusters whose JSON is the
-  // same as in the last snapshot are not parsed again (parsing was ~2/3 of a push's cost with
-  // 1,000 endpoints; perf/README.md, bench-control). Only clusters of this push are kept.
-  std::unordered_map<std::string, config::Cluster> parsed;
-  for (const auto& j : update.clusters) {
-    std::string text = j.dump();
-    if (auto hit = pushed_parse_cache_.find(text); hit != pushed_parse_cache_.end()) {
-      clusters.push_back(hit->second);
-      parsed.emplace(std::move(text), std::move(hit->second));
-      pushed_parse_cache_.erase(hit);
-      continue;
-    }
-    YAML::Node node;
-    try {
-      node = YAML::Load(text);
-    } catch (const YAML::Exception& e) {
-      errors.push_back(configError("control-plane", std::string("unreadable cluster: ") + e.what()));
-      continue;
-    }
-    std::optional<config::Cluster> c =
-        config::parseCluster(node, "control-plane", errors, /*endpoints_required=*/false);
-    if (c) {
-      clusters.push_back(*c);
-      parsed.emplace(std::move(text), std::move(*c));
-    }
-  }
+  // Unchanged clusters are not parsed again (PushedClusters, discovery_client.h).
+  std::vector<config::Cluster> clusters = pushed_parser_.parse(update, errors);
   std::string error;
   config::ConfigConstSharedPtr merged;
   if (errors.empty()) {
@@ -276,7 +248,6 @@ std::string Server::onDiscoveryUpdate(const DiscoveryClient::Update& update) {
     return error;
   }
   pushed_clusters_ = std::move(clusters);
-  pushed_parse_cache_ = std::move(parsed);
   pushed_version_ = update.version;
   version_label_ = update.version;
   // Prometheus wants a number: the control plane's version when it is one.

@@ -78,8 +78,7 @@ class Server {
   SnapshotConstSharedPtr current_;
   config::ConfigConstSharedPtr file_config_;       // last good file config
   std::vector<config::Cluster> pushed_clusters_;   // last good control-plane clusters
-  // The same clusters by their JSON text, so an unchanged cluster is not parsed again.
-  std::unordered_map<std::string, config::Cluster> pushed_parse_cache_;
+  PushedClusters pushed_parser_;                   // parses pushes, skipping unchanged clusters
   std::string pushed_version_;                     // "" until a snapshot was applied
   std::string version_label_ = "0";                // what /config shows as the version
   bool first_snapshot_acked_ = false;

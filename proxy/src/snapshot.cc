@@ -81,6 +81,10 @@ SnapshotConstSharedPtr Snapshot::build(config::ConfigConstSharedPtr config, uint
                       const std::string& why) {
     error = config::ConfigError{loc, who + " tls: " + why}.format();
   };
+  // Per cluster, its endpoints' keys, for the runtime state in pass 2.
+  std::vector<std::vector<std::string>> endpoint_keys;
+  endpoint_keys.reserve(cfg.clusters.size());
+  snap->clusters_.reserve(cfg.clusters.size());
   for (const auto& c : cfg.clusters) {
     auto info = std::make_unique<ClusterInfo>();
     info->config = &c;
@@ -93,18 +97,22 @@ SnapshotConstSharedPtr Snapshot::build(config::ConfigConstSharedPtr config, uint
         return nullptr;
       }
     }
+    const std::string tls_suffix = info->tls ? "|tls:" + info->tls->digest().substr(0, 16) : "";
+    std::vector<std::string>& keys = endpoint_keys.emplace_back();
+    keys.reserve(c.endpoints.size());
+    info->endpoints.reserve(c.endpoints.size());
     for (const auto& e : c.endpoints) {
-      EndpointInfo ep;
+      EndpointInfo& ep = info->endpoints.emplace_back();
       ep.config = e;
       ep.key = e.address.str();
       ep.tls = info->tls;
-      ep.pool_key = ep.tls ? ep.key + "|tls:" + ep.tls->digest().substr(0, 16) : ep.key;
+      ep.pool_key = ep.key + tls_suffix;
       std::string err = resolveAddress(e.address, ep.addr, ep.addr_len);
       if (!err.empty()) {
         error = "cluster \"" + c.name + "\" endpoint " + ep.key + ": " + err;
         return nullptr;
       }
-      info->endpoints.push_back(std::move(ep));
+      keys.push_back(ep.key);
     }
     snap->clusters_.push_back(std::move(info));
   }
@@ -149,12 +157,13 @@ SnapshotConstSharedPtr Snapshot::build(config::ConfigConstSharedPtr config, uint
   for (auto& info : snap->clusters_) {
     const config::Cluster& c = *info->config;
     info->stats = &stats.cluster(c.name);
-    ClusterRuntime& crt = runtime.configureCluster(c);
+    ClusterRuntime& crt = runtime.configureCluster(c, endpoint_keys[info->index]);
     info->breakers = crt.breakers;
     info->bulkhead = crt.bulkhead;
     info->limits = crt.limits;
-    for (auto& ep : info->endpoints) {
-      ep.runtime = crt.endpoints.at(ep.key);
+    for (size_t i = 0; i < info->endpoints.size(); ++i) {
+      EndpointInfo& ep = info->endpoints[i];
+      ep.runtime = crt.endpoints[i];
       if (crt.breakers) ep.breaker = crt.breakers->get(ep.key);
     }
   }

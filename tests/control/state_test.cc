@@ -167,6 +167,50 @@ TEST_F(StateTest, LoadRefusesOtherFormatsAndLeavesStateAlone) {
   EXPECT_EQ(state_.version(), 1u);
 }
 
+// The cached snapshot text must always be what a fresh serialization gives, whatever changed.
+TEST_F(StateTest, ClustersTextFollowsEveryKindOfChange) {
+  auto same = [&](const char* after) {
+    EXPECT_EQ(state_.clustersText(), state_.clustersJson().dump()) << "after " << after;
+  };
+  same("nothing");
+  state_.registry().upsert("orders", "a", spec("10.0.0.1:80"));
+  state_.registry().upsert("web", "w", spec("10.0.1.1:80"));
+  same("two registrations");
+  state_.registry().upsert("orders", "b", spec("10.0.0.2:80", 2));
+  same("a registration in one service");
+  state_.registry().upsert("orders", "b", spec("10.0.0.2:80", 5));
+  same("a weight change");
+  state_.registry().heartbeat("orders", "a", InstanceStatus::Down);
+  same("a status change");
+  state_.registry().heartbeat("orders", "a", std::nullopt);
+  same("a plain renewal");
+  state_.setPolicy(policy(R"({"lb_policy": "random"})", "orders"));
+  same("a policy");
+  state_.setPolicy(policy(R"({"lb_policy": "round_robin"})", "orders"));
+  same("a policy change");
+  state_.setPolicy(policy(R"({"endpoints": [{"address": "10.9.9.9:80"}]})", "static-only"));
+  same("a policy-only cluster");
+  state_.removePolicy("orders");
+  same("a policy removed");
+  time_.advance(std::chrono::seconds(31));
+  state_.registry().heartbeat("web", "w", std::nullopt);
+  state_.registry().expire();
+  same("an expiry to UNKNOWN");
+  state_.registry().remove("web", "w");
+  same("the last instance of a service removed");
+  state_.registry().remove("orders", "a");
+  state_.registry().remove("orders", "b");
+  same("a service gone");
+  // A copy (the persister's) starts without the cache and gives the same text.
+  state_.registry().upsert("orders", "c", spec("10.0.0.3:80"));
+  const ControlState copy = state_;
+  EXPECT_EQ(copy.clustersText(), state_.clustersText());
+  nlohmann::json saved = state_.toStateJson();
+  std::string error;
+  ASSERT_TRUE(state_.loadStateJson(saved, error)) << error;
+  same("a reload");
+}
+
 TEST(NameTest, ValidNames) {
   EXPECT_TRUE(isValidName("orders-v1.internal_2"));
   EXPECT_FALSE(isValidName(""));

@@ -3,7 +3,8 @@
 // Input: one line as the control plane would write it ({"version", "nonce", "clusters": [...]}).
 // It goes through the code the proxy runs for a pushed snapshot:
 //   DiscoveryClient::parseLine()                      (proxy/src/discovery_client.cc)
-//   each cluster: YAML::Load(json.dump()) -> config::parseCluster(endpoints not required)
+//   PushedClusters::parse: each changed cluster's JSON tree -> config::parseClusterJson (endpoints
+//   not required)
 //   merge into a fixed file config, pushed clusters replacing same-named ones, placeholders for
 //   clusters routes name but nobody sent -> config::validateReferences() -> Snapshot::build()
 //   the ACK/NACK body the proxy would POST back, dumped as JSON
@@ -95,22 +96,10 @@ std::string joinErrors(const std::vector<config::ConfigError>& errors) {
 // reason.
 std::string applyUpdate(Fixture& f, const DiscoveryClient::Update& update, std::string_view input) {
   std::vector<config::ConfigError> errors;
-  std::vector<config::Cluster> clusters;
-  for (const auto& j : update.clusters) {
-    YAML::Node node;
-    try {
-      node = YAML::Load(j.dump());
-    } catch (const YAML::Exception& e) {
-      config::ConfigError err;
-      err.loc.file = "control-plane";
-      err.reason = std::string("unreadable cluster: ") + e.what();
-      errors.push_back(std::move(err));
-      continue;
-    }
-    std::optional<config::Cluster> c =
-        config::parseCluster(node, "control-plane", errors, /*endpoints_required=*/false);
-    if (c) clusters.push_back(std::move(*c));
-  }
+  // A fresh parser per input (the server keeps one across pushes): results do not depend on
+  // earlier inputs.
+  PushedClusters parser;
+  std::vector<config::Cluster> clusters = parser.parse(update, errors);
   if (!errors.empty()) return joinErrors(errors);
 
   auto merged = std::make_shared<config::Config>(*f.file);

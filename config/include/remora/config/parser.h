@@ -2,11 +2,13 @@
 
 // The building blocks of loadFile()/loadString(), public so that the control plane (cluster
 // policies arrive one at a time, as JSON, which yaml-cpp also parses) and the proxy (applying a
-// discovery snapshot) validate with exactly the same code as a config file.
+// discovery snapshot, read from its JSON tree) validate with exactly the same code as a config
+// file.
 //
 //   pass 1: parseConfig()/parseCluster() turn nodes into structs and check each value on its own;
 //   pass 2: validateReferences() checks what spans several objects (route -> cluster, duplicates).
 
+#include <nlohmann/json_fwd.hpp>
 #include <string_view>
 #include <vector>
 
@@ -23,6 +25,12 @@ namespace remora::config {
 // in (a proxy with `control_plane:`, or a policy pushed to the control plane).
 std::optional<Cluster> parseCluster(const YAML::Node& node, std::string_view file,
                                     std::vector<ConfigError>& errors, bool endpoints_required);
+// The same for a cluster that arrived as JSON (a discovery snapshot), read straight from the
+// tree: the same rules and the same messages as the YAML form. JSON has no positions, so errors
+// carry only `file` ("control-plane: ..."). JSON scalars count as their text, as in YAML:
+// "weight": 5 and "weight": "5" are both 5.
+std::optional<Cluster> parseClusterJson(const nlohmann::json& node, std::string_view file,
+                                        std::vector<ConfigError>& errors, bool endpoints_required);
 
 // Pass 1 for a whole document. Never fails outright: what it could not parse is left at its
 // default and reported in `errors`. `source_file` is left empty (loadFile() sets it).
