@@ -48,9 +48,12 @@ fuzz: deps
 	@cmake --build --preset fuzz -j $(JOBS)
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) bash tests/fuzz/run.sh
 
-# Remora vs HAProxy vs nginx under wrk; prints medians and ratios.
+# Remora vs HAProxy vs nginx (plain HTTP), then TLS termination vs HAProxy with the same
+# certificate (TLS req/s, handshakes/s) and allocations per request: the issues' headline numbers.
 bench: build
 	@python3 perf/bench.py
+	@python3 perf/bench_tls.py
+	@python3 perf/alloc_count.py
 
 # The resilience chain's cost: Remora bare vs with retry+breaker+bulkhead+weighted LB, and HAProxy
 # bare vs with retries, redispatch, health checks and weights.
