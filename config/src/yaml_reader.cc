@@ -1,5 +1,7 @@
 #include "yaml_reader.h"
 
+#include "remora/config/utf8.h"
+
 #include <algorithm>
 #include <charconv>
 #include <cmath>
@@ -10,40 +12,6 @@ namespace remora::config::detail {
 namespace {
 
 bool isDigit(char c) { return c >= '0' && c <= '9'; }
-
-// Offset of the first byte that is not part of well-formed UTF-8 (RFC 3629: no overlongs, no
-// surrogates, nothing above U+10FFFF), or npos.
-size_t invalidUtf8At(std::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    size_t len = 0;
-    unsigned char lo = 0x80, hi = 0xbf;  // allowed range of the second byte
-    if (c < 0x80) {
-      ++i;
-      continue;
-    } else if (c >= 0xc2 && c <= 0xdf) {
-      len = 2;
-    } else if (c >= 0xe0 && c <= 0xef) {
-      len = 3;
-      if (c == 0xe0) lo = 0xa0;
-      if (c == 0xed) hi = 0x9f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-      len = 4;
-      if (c == 0xf0) lo = 0x90;
-      if (c == 0xf4) hi = 0x8f;
-    } else {
-      return i;
-    }
-    if (i + len > s.size()) return i;
-    for (size_t k = 1; k < len; ++k) {
-      const auto b = static_cast<unsigned char>(s[i + k]);
-      if (b < (k == 1 ? lo : 0x80) || b > (k == 1 ? hi : 0xbf)) return i;
-    }
-    i += len;
-  }
-  return std::string_view::npos;
-}
 
 // Keeps "must be between" messages readable: "between 1 and 100" vs "at least 1".
 std::string rangeText(uint64_t min, uint64_t max, uint64_t type_max) {

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "remora/config/parser.h"
+#include "remora/config/utf8.h"
 #include "snapshot.h"
 #include "tls/client_pump.h"
 #include "uv_util.h"
@@ -359,33 +360,6 @@ void DiscoveryClient::onStreamClosed(const std::string& why) {
 
 namespace {
 
-// Length of the well-formed UTF-8 sequence at s[i] (a lead byte >= 0x80; RFC 3629: no overlongs,
-// no surrogates, nothing above U+10FFFF), or 0.
-size_t utf8SequenceAt(std::string_view s, size_t i) {
-  const auto c = static_cast<unsigned char>(s[i]);
-  size_t len = 0;
-  unsigned char lo = 0x80, hi = 0xbf;  // allowed range of the second byte
-  if (c >= 0xc2 && c <= 0xdf) {
-    len = 2;
-  } else if (c >= 0xe0 && c <= 0xef) {
-    len = 3;
-    if (c == 0xe0) lo = 0xa0;
-    if (c == 0xed) hi = 0x9f;
-  } else if (c >= 0xf0 && c <= 0xf4) {
-    len = 4;
-    if (c == 0xf0) lo = 0x90;
-    if (c == 0xf4) hi = 0x8f;
-  } else {
-    return 0;
-  }
-  if (i + len > s.size()) return 0;
-  for (size_t k = 1; k < len; ++k) {
-    const auto b = static_cast<unsigned char>(s[i + k]);
-    if (b < (k == 1 ? lo : 0x80) || b > (k == 1 ? hi : 0xbf)) return 0;
-  }
-  return len;
-}
-
 int hexValue(char c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -472,7 +446,7 @@ class JsonScanner {
         ++i;
         continue;
       }
-      const size_t len = utf8SequenceAt(s_, i);
+      const size_t len = config::utf8SequenceAt(s_, i);
       if (len == 0) return false;
       i += len;
     }
