@@ -103,7 +103,7 @@ bool Server::reload(bool initial) {
   }
   // Clusters pushed by the control plane stay in force across file reloads.
   std::string error;
-  config::ConfigConstSharedPtr merged = mergePushed(result.config, pushed_clusters_, error);
+  config::ConfigConstSharedPtr merged = mergePushedClusters(result.config, pushed_clusters_, error);
   if (merged) error = apply(merged, pushed_version_.empty() ? "file" : "control-plane", initial);
   if (!error.empty()) {
     spdlog::error("{} rejected: {}; {}", options_.config_path, error,
@@ -120,30 +120,6 @@ bool Server::reload(bool initial) {
   return true;
 }
 
-config::ConfigConstSharedPtr Server::mergePushed(const config::ConfigConstSharedPtr& file,
-                                                 const std::vector<config::Cluster>& pushed,
-                                                 std::string& error) {
-  if (!file->control_plane && pushed.empty()) return file;
-  auto merged = std::make_shared<config::Config>(*file);
-  for (const auto& c : pushed) {
-    auto it = std::find_if(merged->clusters.begin(), merged->clusters.end(),
-                           [&](const config::Cluster& x) { return x.name == c.name; });
-    if (it != merged->clusters.end()) {
-      *it = c;  // the pushed cluster wins (contract section 5)
-    } else {
-      merged->clusters.push_back(c);
-    }
-  }
-  addPlaceholderClusters(*merged);
-  std::vector<config::ConfigError> errors;
-  config::validateReferences(*merged, errors);
-  if (!errors.empty()) {
-    error = errors.front().format();
-    for (size_t i = 1; i < errors.size(); ++i) error += "; " + errors[i].format();
-    return nullptr;
-  }
-  return merged;
-}
 
 std::string Server::apply(const config::ConfigConstSharedPtr& config, const std::string& source,
                           bool initial) {
@@ -234,7 +210,7 @@ std::string Server::onDiscoveryUpdate(const DiscoveryClient::Update& update) {
   std::string error;
   config::ConfigConstSharedPtr merged;
   if (errors.empty()) {
-    merged = mergePushed(file_config_, clusters, error);
+    merged = mergePushedClusters(file_config_, clusters, error);
   } else {
     error = errors.front().format();
     for (size_t i = 1; i < errors.size(); ++i) error += "; " + errors[i].format();

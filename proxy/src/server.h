@@ -43,11 +43,6 @@ class Server {
   // running config. Returns whether it was applied.
   bool reload(bool initial);
   config::LoadResult loadConfig();
-  // The file config with the pushed clusters merged in by name (pushed ones win); nullptr and
-  // `error` if the result does not hold together.
-  config::ConfigConstSharedPtr mergePushed(const config::ConfigConstSharedPtr& file,
-                                           const std::vector<config::Cluster>& pushed,
-                                           std::string& error);
   // Makes `config` the running config: sockets, snapshot, workers. Returns "" or why it was
   // refused (then nothing changed).
   std::string apply(const config::ConfigConstSharedPtr& config, const std::string& source,

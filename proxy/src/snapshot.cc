@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "remora/config/parser.h"
+
 namespace remora {
 
 std::string resolveAddress(const config::Address& address, sockaddr_storage& out,
@@ -57,6 +59,31 @@ void addPlaceholderClusters(config::Config& config) {
       if (r.fallback) ensure(r.fallback->cluster);
     }
   }
+}
+
+config::ConfigConstSharedPtr mergePushedClusters(const config::ConfigConstSharedPtr& file,
+                                                 const std::vector<config::Cluster>& pushed,
+                                                 std::string& error) {
+  if (!file->control_plane && pushed.empty()) return file;
+  auto merged = std::make_shared<config::Config>(*file);
+  for (const auto& c : pushed) {
+    auto it = std::find_if(merged->clusters.begin(), merged->clusters.end(),
+                           [&](const config::Cluster& x) { return x.name == c.name; });
+    if (it != merged->clusters.end()) {
+      *it = c;  // the pushed cluster wins (contract section 5)
+    } else {
+      merged->clusters.push_back(c);
+    }
+  }
+  addPlaceholderClusters(*merged);
+  std::vector<config::ConfigError> errors;
+  config::validateReferences(*merged, errors);
+  if (!errors.empty()) {
+    error = errors.front().format();
+    for (size_t i = 1; i < errors.size(); ++i) error += "; " + errors[i].format();
+    return nullptr;
+  }
+  return merged;
 }
 
 const ClusterInfo* RouteInfo::pickCluster(uint32_t random) const {

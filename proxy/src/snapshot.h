@@ -114,6 +114,13 @@ const RouteInfo* matchRoute(const ListenerInfo& listener, std::string_view metho
 // running proxy and by `--validate`, so both accept the same files.
 void addPlaceholderClusters(config::Config& config);
 
+// The file config with the control plane's clusters merged in by name (a pushed cluster wins,
+// contract section 5) and placeholders for routes' clusters not pushed yet. nullptr and `error`
+// (every reference error, "; "-joined) when the result does not hold together.
+config::ConfigConstSharedPtr mergePushedClusters(const config::ConfigConstSharedPtr& file,
+                                                 const std::vector<config::Cluster>& pushed,
+                                                 std::string& error);
+
 // Resolves "host" to a socket address (numeric IPs without a DNS query). Empty on success,
 // otherwise the reason.
 std::string resolveAddress(const config::Address& address, sockaddr_storage& out,

@@ -102,30 +102,9 @@ std::string applyUpdate(Fixture& f, const DiscoveryClient::Update& update, std::
   std::vector<config::Cluster> clusters = parser.parse(update, errors);
   if (!errors.empty()) return joinErrors(errors);
 
-  auto merged = std::make_shared<config::Config>(*f.file);
-  for (const auto& c : clusters) {
-    auto it = std::find_if(merged->clusters.begin(), merged->clusters.end(),
-                           [&](const config::Cluster& x) { return x.name == c.name; });
-    if (it != merged->clusters.end()) {
-      *it = c;
-    } else {
-      merged->clusters.push_back(c);
-    }
-  }
-  auto ensure = [&](const std::string& name) {
-    if (name.empty() || merged->findCluster(name) != nullptr) return;
-    config::Cluster placeholder;
-    placeholder.name = name;
-    merged->clusters.push_back(std::move(placeholder));
-  };
-  for (const auto& l : merged->listeners) {
-    for (const auto& r : l.routes) {
-      for (const auto& wc : r.clusters) ensure(wc.name);
-      if (r.fallback) ensure(r.fallback->cluster);
-    }
-  }
-  config::validateReferences(*merged, errors);
-  if (!errors.empty()) return joinErrors(errors);
+  std::string merge_error;
+  config::ConfigConstSharedPtr merged = mergePushedClusters(f.file, clusters, merge_error);
+  if (!merged) return merge_error;
   // Snapshot::build resolves host names; fuzzed names must not turn into DNS queries (slow, and
   // traffic leaving the machine). Numeric addresses and localhost (/etc/hosts) are built.
   for (const auto& c : merged->clusters) {
