@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "http/simple_server.h"
 #include "http_client.h"
 #include "remora/config/config.h"
 #include "state.h"
@@ -73,20 +74,8 @@ int usage(const std::string& why) {
   return kExitUsage;
 }
 
-std::string urlEncode(const std::string& s) {
-  static const char* kHex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || c == ':') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out.push_back('%');
-      out.push_back(kHex[c >> 4]);
-      out.push_back(kHex[c & 15]);
-    }
-  }
-  return out;
-}
+// ':' stays as written: instance ids are often host:port.
+std::string urlEncode(const std::string& s) { return remora::http::percentEncode(s, ":"); }
 
 std::string str(const json& j, const char* key, const std::string& none = "-") {
   auto it = j.find(key);

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "http/simple_server.h"
 #include "remora/config/parser.h"
 #include "remora/config/utf8.h"
 #include "snapshot.h"
@@ -26,21 +27,6 @@ constexpr uint64_t kConnectTimeoutMs = 5000;
 constexpr uint64_t kAckTimeoutMs = 5000;
 // A snapshot line larger than this is refused (and the stream reopened): a bound on memory.
 constexpr size_t kMaxLineBytes = 64 * 1024 * 1024;
-
-std::string percentEncode(const std::string& s) {
-  static const char* kHex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out.push_back('%');
-      out.push_back(kHex[c >> 4]);
-      out.push_back(kHex[c & 15]);
-    }
-  }
-  return out;
-}
 
 }  // namespace
 
@@ -217,7 +203,7 @@ void DiscoveryClient::connect() {
   s->owner = this;
   stream_ = s;
   s->init(loop_);  // llhttp keeps a pointer to s->settings, filled in below
-  s->request = "GET /v1/discovery?node=" + percentEncode(node_id_) + " HTTP/1.1\r\nhost: " +
+  s->request = "GET /v1/discovery?node=" + http::percentEncode(node_id_) + " HTTP/1.1\r\nhost: " +
                server_.str() + "\r\n" + authHeader() + "accept: application/x-ndjson\r\n\r\n";
   llhttp_settings_init(&s->settings);
   s->settings.on_headers_complete = [](llhttp_t* p) {
@@ -359,13 +345,6 @@ void DiscoveryClient::onStreamClosed(const std::string& why) {
 }
 
 namespace {
-
-int hexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
 
 // Bytes that stand for themselves inside a JSON string: printable ASCII but '"' and '\\'.
 constexpr std::array<bool, 256> kPlain = [] {
@@ -510,7 +489,7 @@ class JsonScanner {
     if (i + 4 > s_.size()) return -1;
     int v = 0;
     for (size_t k = 0; k < 4; ++k) {
-      const int h = hexValue(s_[i + k]);
+      const int h = http::hexDigitValue(s_[i + k]);
       if (h < 0) return -1;
       v = v * 16 + h;
     }

@@ -207,5 +207,15 @@ TEST(PercentDecodeTest, Decodes) {
   EXPECT_EQ(percentDecode("%zz"), "%zz");
 }
 
+TEST(PercentEncodeTest, KeepsUnreservedAndWhatTheCallerAsksFor) {
+  EXPECT_EQ(percentEncode("aZ09-._~"), "aZ09-._~");
+  EXPECT_EQ(percentEncode("a b/c:d\xff"), "a%20b%2Fc%3Ad%FF");
+  EXPECT_EQ(percentEncode("10.0.0.1:8080", ":"), "10.0.0.1:8080");
+  EXPECT_EQ(percentDecode(percentEncode("node/ü 1")), "node/ü 1");
+  EXPECT_EQ(hexDigitValue('f'), 15);
+  EXPECT_EQ(hexDigitValue('A'), 10);
+  EXPECT_EQ(hexDigitValue('g'), -1);
+}
+
 }  // namespace
 }  // namespace remora::http

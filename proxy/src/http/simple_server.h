@@ -152,4 +152,16 @@ std::string queryParam(std::string_view query, std::string_view key);
 // turns it into one); invalid escapes are kept as written.
 std::string percentDecode(std::string_view s);
 
+// Escapes every byte but RFC 3986's unreserved characters (ALPHA DIGIT - . _ ~) and those in
+// `also_keep` as %XX (upper-case hex), for a path segment or a query value.
+std::string percentEncode(std::string_view s, std::string_view also_keep = {});
+
+// The value of a hex digit (either case), or -1.
+inline int hexDigitValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
 }  // namespace remora::http
