@@ -127,6 +127,21 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15 of stat(5)
 
 
+def wait_quiet(pids: list[int], window_s: float = 0.25, max_share: float = 0.02,
+               timeout_s: float = 15.0) -> None:
+    """Waits until the processes together use under max_share of one core over window_s (or
+    timeout_s passes: then the cell runs anyway, and its first samples may show it)."""
+    deadline = time.monotonic() + timeout_s
+    before = sum(cpu_seconds(p) or 0.0 for p in pids)
+    while time.monotonic() < deadline:
+        time.sleep(window_s)
+        now = sum(cpu_seconds(p) or 0.0 for p in pids)
+        if now - before <= max_share * window_s + 1.0 / CLK_TCK:
+            return
+        before = now
+    log(f"  warning: the fleet was still busy after {timeout_s:.0f} s; measuring anyway")
+
+
 def parse_wall(text: str | None) -> float | None:
     """'2024-05-01T12:00:00.123Z' -> seconds since the epoch."""
     if not text:
@@ -734,7 +749,10 @@ def run_propagation(args, build: Path, tmp: Path, errors: list[str]) -> list[Cel
             for n in args.proxies:
                 t0 = time.monotonic()
                 fleet.resize(n)
-                time.sleep(0.5)  # let the proxies' start-up settle (their CPU is not ours to time)
+                # Their start-up (parse, first snapshot, logs) is not what we time: wait until
+                # the fleet and the control plane are idle, so the first change meets warm
+                # processes as every later one does.
+                wait_quiet(fleet.pids() + [cp.proc.pid])
                 cell = Cell(proxies=n, endpoints=e, snapshot_kib=snap_kib)
                 log(f"  cell {n} prox{'y' if n == 1 else 'ies'} x {fmt_n(e)} endpoints: ready in "
                     f"{time.monotonic() - t0:.1f} s, {args.changes} changes ...")

@@ -171,7 +171,7 @@ std::string Server::apply(const config::ConfigConstSharedPtr& config, const std:
   }
   std::string error;
   SnapshotConstSharedPtr snap =
-      Snapshot::build(config, version_ + 1, source, stats_, runtime_, error);
+      Snapshot::build(config, version_ + 1, source, stats_, runtime_, error, current_.get());
   if (!snap) {
     close_new_sockets();
     return error;
@@ -355,30 +355,33 @@ void Server::shutdown() {
 }
 
 void Server::updateHealthCheckers() {
-  std::map<std::string, std::unique_ptr<HealthChecker>> next;
+  std::map<std::string, ClusterHealthCheck> next;
   for (const auto& c : current_->clusters()) {
     if (!c->config->health_check) {
       // No checks: endpoints count as healthy (a check removed by a reload must not leave an
       // endpoint stuck out of rotation).
-      for (const auto& e : c->endpoints) e.runtime->healthy.store(true);
+      for (const auto& e : c->endpoints()) e.runtime->healthy.store(true);
       continue;
     }
-    auto it = health_checkers_.find(c->name());
-    std::unique_ptr<HealthChecker> hc;
-    if (it != health_checkers_.end()) {
+    ClusterHealthCheck hc;
+    if (auto it = health_checkers_.find(c->name()); it != health_checkers_.end()) {
       hc = std::move(it->second);
       health_checkers_.erase(it);
     } else {
-      hc = std::make_unique<HealthChecker>(&loop_, c->name(), nullptr);
+      hc.checker = std::make_unique<HealthChecker>(&loop_, c->name(), nullptr);
     }
-    // The callback resolves the endpoint in the snapshot that is current when it fires.
-    std::map<std::string, EndpointRuntimeSharedPtr> runtimes;
-    for (const auto& e : c->endpoints) runtimes[e.key] = e.runtime;
-    hc->setCallback([runtimes](const std::string& key, bool healthy) {
-      auto r = runtimes.find(key);
-      if (r != runtimes.end()) r->second->healthy.store(healthy);
-    });
-    hc->update(*c->config->health_check, c->endpoints);
+    // A shared endpoint set means the same endpoints and the same health_check settings.
+    if (hc.endpoints != c->endpoint_set) {
+      // The callback resolves the endpoint in the snapshot that is current when it fires.
+      std::map<std::string, EndpointRuntimeSharedPtr> runtimes;
+      for (const auto& e : c->endpoints()) runtimes[e.key] = e.runtime;
+      hc.checker->setCallback([runtimes](const std::string& key, bool healthy) {
+        auto r = runtimes.find(key);
+        if (r != runtimes.end()) r->second->healthy.store(healthy);
+      });
+      hc.checker->update(*c->config->health_check, c->endpoints());
+      hc.endpoints = c->endpoint_set;
+    }
     next[c->name()] = std::move(hc);
   }
   health_checkers_ = std::move(next);  // checkers of removed clusters stop here
@@ -390,7 +393,7 @@ std::string Server::renderBreakerStats() const {
       "2 half-open).\n# TYPE remora_circuit_breaker_state gauge\n";
   if (!current_) return out;
   for (const auto& c : current_->clusters()) {
-    for (const auto& e : c->endpoints) {
+    for (const auto& e : c->endpoints()) {
       int state = e.breaker ? static_cast<int>(e.breaker->state()) : 0;
       out += "remora_circuit_breaker_state{cluster=\"" + c->name() + "\",endpoint=\"" + e.key +
              "\"} " + std::to_string(state) + "\n";
@@ -400,7 +403,7 @@ std::string Server::renderBreakerStats() const {
       "# HELP remora_endpoint_healthy 1 if the endpoint passes its health checks (or has none).\n"
       "# TYPE remora_endpoint_healthy gauge\n";
   for (const auto& c : current_->clusters()) {
-    for (const auto& e : c->endpoints) {
+    for (const auto& e : c->endpoints()) {
       out += "remora_endpoint_healthy{cluster=\"" + c->name() + "\",endpoint=\"" + e.key +
              "\"} " + (e.runtime->healthy.load() ? "1" : "0") + "\n";
     }
@@ -439,7 +442,7 @@ http::SimpleResponse Server::handleAdmin(const http::SimpleRequest& req) {
     nlohmann::json clusters = nlohmann::json::array();
     for (const auto& c : current_->clusters()) {
       nlohmann::json eps = nlohmann::json::array();
-      for (const auto& e : c->endpoints) {
+      for (const auto& e : c->endpoints()) {
         static const char* kStates[] = {"closed", "open", "half-open"};
         int state = e.breaker ? static_cast<int>(e.breaker->state()) : 0;
         eps.push_back({{"address", e.key},

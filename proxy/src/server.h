@@ -66,7 +66,11 @@ class Server {
   uv_timer_t drain_timer_;
   StatsStore stats_;
   RuntimeRegistry runtime_{stats_, RealTimeSource::instance()};
-  std::map<std::string, std::unique_ptr<HealthChecker>> health_checkers_;  // by cluster
+  struct ClusterHealthCheck {
+    std::unique_ptr<HealthChecker> checker;
+    EndpointSetConstSharedPtr endpoints;  // what it checks: unchanged set, nothing to redo
+  };
+  std::map<std::string, ClusterHealthCheck> health_checkers_;  // by cluster
   std::vector<std::unique_ptr<Worker>> workers_;
   std::unique_ptr<http::SimpleHttpServer> admin_;
   std::shared_ptr<AccessLogger> access_log_;

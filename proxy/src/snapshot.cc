@@ -11,7 +11,8 @@
 namespace remora {
 
 std::string resolveAddress(const config::Address& address, sockaddr_storage& out,
-                           socklen_t& out_len) {
+                           socklen_t& out_len, bool* by_name) {
+  if (by_name != nullptr) *by_name = false;
   std::memset(&out, 0, sizeof(out));
   auto* v4 = reinterpret_cast<sockaddr_in*>(&out);
   if (inet_pton(AF_INET, address.host.c_str(), &v4->sin_addr) == 1) {
@@ -27,6 +28,7 @@ std::string resolveAddress(const config::Address& address, sockaddr_storage& out
     out_len = sizeof(sockaddr_in6);
     return {};
   }
+  if (by_name != nullptr) *by_name = true;
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -95,7 +97,8 @@ const ClusterInfo* RouteInfo::pickCluster(uint32_t random) const {
 
 SnapshotConstSharedPtr Snapshot::build(config::ConfigConstSharedPtr config, uint64_t version,
                                        std::string source, StatsStore& stats,
-                                       RuntimeRegistry& runtime, std::string& error) {
+                                       RuntimeRegistry& runtime, std::string& error,
+                                       const Snapshot* previous) {
   auto snap = std::shared_ptr<Snapshot>(new Snapshot());
   snap->config_ = std::move(config);
   snap->version_ = version;
@@ -108,9 +111,12 @@ SnapshotConstSharedPtr Snapshot::build(config::ConfigConstSharedPtr config, uint
                       const std::string& why) {
     error = config::ConfigError{loc, who + " tls: " + why}.format();
   };
-  // Per cluster, its endpoints' keys, for the runtime state in pass 2.
+  // Per cluster, its endpoints' keys, for the runtime state in pass 2 (empty for a cluster whose
+  // endpoint set is shared with `previous`: its runtime state is already configured).
   std::vector<std::vector<std::string>> endpoint_keys;
+  std::vector<std::shared_ptr<std::vector<EndpointInfo>>> new_sets;
   endpoint_keys.reserve(cfg.clusters.size());
+  new_sets.reserve(cfg.clusters.size());
   snap->clusters_.reserve(cfg.clusters.size());
   for (const auto& c : cfg.clusters) {
     auto info = std::make_unique<ClusterInfo>();
@@ -124,25 +130,42 @@ SnapshotConstSharedPtr Snapshot::build(config::ConfigConstSharedPtr config, uint
         return nullptr;
       }
     }
-    const std::string tls_suffix = info->tls ? "|tls:" + info->tls->digest().substr(0, 16) : "";
     std::vector<std::string>& keys = endpoint_keys.emplace_back();
+    std::shared_ptr<std::vector<EndpointInfo>>& fresh = new_sets.emplace_back();
+    const ClusterInfo* old = previous != nullptr ? previous->findCluster(c.name) : nullptr;
+    if (old != nullptr && !old->resolves_names && old->tls == info->tls && *old->config == c) {
+      info->endpoint_set = old->endpoint_set;
+      info->breakers = old->breakers;
+      info->bulkhead = old->bulkhead;
+      info->limits = old->limits;
+      snap->clusters_.push_back(std::move(info));
+      continue;
+    }
+    const std::string tls_suffix = info->tls ? "|tls:" + info->tls->digest().substr(0, 16) : "";
+    fresh = std::make_shared<std::vector<EndpointInfo>>();
     keys.reserve(c.endpoints.size());
-    info->endpoints.reserve(c.endpoints.size());
+    fresh->reserve(c.endpoints.size());
     for (const auto& e : c.endpoints) {
-      EndpointInfo& ep = info->endpoints.emplace_back();
+      EndpointInfo& ep = fresh->emplace_back();
       ep.config = e;
       ep.key = e.address.str();
       ep.tls = info->tls;
       ep.pool_key = ep.key + tls_suffix;
-      std::string err = resolveAddress(e.address, ep.addr, ep.addr_len);
+      bool by_name = false;
+      std::string err = resolveAddress(e.address, ep.addr, ep.addr_len, &by_name);
       if (!err.empty()) {
         error = "cluster \"" + c.name + "\" endpoint " + ep.key + ": " + err;
         return nullptr;
       }
+      info->resolves_names |= by_name;
       keys.push_back(ep.key);
     }
+    info->endpoint_set = fresh;
     snap->clusters_.push_back(std::move(info));
   }
+  // The validator refuses two clusters of one name; the first wins, as a linear search would.
+  snap->clusters_by_name_.reserve(snap->clusters_.size());
+  for (const auto& c : snap->clusters_) snap->clusters_by_name_.emplace(c->name(), c.get());
   if (cfg.control_plane && cfg.control_plane->tls) {
     std::string why;
     snap->control_plane_tls_ = runtime.tlsContexts().client(*cfg.control_plane->tls, why);
@@ -184,12 +207,14 @@ SnapshotConstSharedPtr Snapshot::build(config::ConfigConstSharedPtr config, uint
   for (auto& info : snap->clusters_) {
     const config::Cluster& c = *info->config;
     info->stats = &stats.cluster(c.name);
+    std::vector<EndpointInfo>* fresh = new_sets[info->index].get();
+    if (fresh == nullptr) continue;  // shared with `previous`, linked when it was built
     ClusterRuntime& crt = runtime.configureCluster(c, endpoint_keys[info->index]);
     info->breakers = crt.breakers;
     info->bulkhead = crt.bulkhead;
     info->limits = crt.limits;
-    for (size_t i = 0; i < info->endpoints.size(); ++i) {
-      EndpointInfo& ep = info->endpoints[i];
+    for (size_t i = 0; i < fresh->size(); ++i) {
+      EndpointInfo& ep = (*fresh)[i];
       ep.runtime = crt.endpoints[i];
       if (crt.breakers) ep.breaker = crt.breakers->get(ep.key);
     }
@@ -231,10 +256,8 @@ const ListenerInfo* Snapshot::findListener(std::string_view name) const {
 }
 
 const ClusterInfo* Snapshot::findCluster(std::string_view name) const {
-  for (const auto& c : clusters_) {
-    if (c->name() == name) return c.get();
-  }
-  return nullptr;
+  auto it = clusters_by_name_.find(name);
+  return it != clusters_by_name_.end() ? it->second : nullptr;
 }
 
 const RouteInfo* matchRoute(const ListenerInfo& listener, std::string_view method,

@@ -37,16 +37,26 @@ struct EndpointInfo {
   lb::CircuitBreakerSharedPtr breaker;  // null: the cluster has no circuit_breaker
 };
 
+using EndpointSetConstSharedPtr = std::shared_ptr<const std::vector<EndpointInfo>>;
+
+// One cluster of one snapshot. The endpoint set (the part that grows with the cluster: resolved
+// addresses, keys, runtime and breaker links) is shared with the previous snapshot when the
+// cluster did not change, so a push that touches one cluster of many rebuilds only that one, and
+// workers keep the load-balancer state of the others (compare endpoint_set pointers).
 struct ClusterInfo {
   const config::Cluster* config = nullptr;
   ClusterStats* stats = nullptr;
-  std::vector<EndpointInfo> endpoints;
+  EndpointSetConstSharedPtr endpoint_set;  // never null
   size_t index = 0;  // position in Snapshot::clusters(), for per-worker state arrays
   std::shared_ptr<lb::CircuitBreakerSet> breakers;  // null: no circuit_breaker
   std::shared_ptr<resilience::Bulkhead> bulkhead;    // null: no bulkhead
   std::shared_ptr<resilience::ResourceLimits> limits;
   tls::ClientContextConstSharedPtr tls;  // null: plain TCP
+  // Some endpoint host is a DNS name: the cluster is rebuilt (names resolved again) on every
+  // snapshot rather than shared.
+  bool resolves_names = false;
   const std::string& name() const { return config->name; }
+  const std::vector<EndpointInfo>& endpoints() const { return *endpoint_set; }
 };
 
 struct RouteInfo {
@@ -78,9 +88,13 @@ class Snapshot {
   // Resolves endpoint addresses and links routes to clusters. Returns nullptr and sets `error` when
   // something the validator cannot see fails (e.g. a host name that does not resolve).
   // `runtime` supplies the shared resilience state and is reconfigured to match `config`.
+  // `previous` (the snapshot being replaced, or null) lends the endpoint sets of clusters that
+  // are equal in both configs, use the same TLS context and name no DNS host; `runtime` must be
+  // the registry `previous` was built with.
   static SnapshotConstSharedPtr build(config::ConfigConstSharedPtr config, uint64_t version,
                                       std::string source, StatsStore& stats,
-                                      RuntimeRegistry& runtime, std::string& error);
+                                      RuntimeRegistry& runtime, std::string& error,
+                                      const Snapshot* previous = nullptr);
 
   const config::Config& config() const { return *config_; }
   const config::ConfigConstSharedPtr& configPtr() const { return config_; }
@@ -100,6 +114,7 @@ class Snapshot {
   std::string source_;
   std::vector<ListenerInfo> listeners_;
   std::vector<std::unique_ptr<ClusterInfo>> clusters_;
+  std::unordered_map<std::string_view, const ClusterInfo*> clusters_by_name_;
 };
 
 // First route whose match holds (contract: first match wins); nullptr when none does.
@@ -122,8 +137,8 @@ config::ConfigConstSharedPtr mergePushedClusters(const config::ConfigConstShared
                                                  std::string& error);
 
 // Resolves "host" to a socket address (numeric IPs without a DNS query). Empty on success,
-// otherwise the reason.
+// otherwise the reason. `by_name` (optional) tells whether it took a DNS query.
 std::string resolveAddress(const config::Address& address, sockaddr_storage& out,
-                           socklen_t& out_len);
+                           socklen_t& out_len, bool* by_name = nullptr);
 
 }  // namespace remora

@@ -252,7 +252,7 @@ void ActiveStream::startAttempt() {
   for (int tries = 0; tries <= kMaxPickRefusals; ++tries) {
     idx = conn_.worker().pickEndpoint(*cluster_, exclude, refused);
     if (idx < 0) break;
-    const EndpointInfo& e = cluster_->endpoints[static_cast<size_t>(idx)];
+    const EndpointInfo& e = cluster_->endpoints()[static_cast<size_t>(idx)];
     if (!e.breaker) {
       permit_ = {};
       break;
@@ -265,7 +265,7 @@ void ActiveStream::startAttempt() {
   if (idx < 0) {
     // Nothing to send to: all endpoints unhealthy, or every breaker open.
     size_t healthy = 0;
-    for (const auto& e : cluster_->endpoints) {
+    for (const auto& e : cluster_->endpoints()) {
       if (e.runtime->healthy.load(std::memory_order_relaxed)) ++healthy;
     }
     if (healthy == 0) {
@@ -279,7 +279,7 @@ void ActiveStream::startAttempt() {
     return;
   }
   endpoint_index_ = idx;
-  endpoint_ = &cluster_->endpoints[static_cast<size_t>(idx)];
+  endpoint_ = &cluster_->endpoints()[static_cast<size_t>(idx)];
   ++attempts_;
   if (attempts_ > 1) cluster_->stats->upstream_retries.inc();
   attempt_active_ = true;

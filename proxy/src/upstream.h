@@ -176,6 +176,9 @@ class ConnectionPool {
   const std::string& poolKey() const { return endpoint_.pool_key; }
   const EndpointInfo& endpoint() const { return endpoint_; }
   ClusterStats* stats() const { return stats_; }
+  // Worker::applySnapshot marks the pools whose endpoint the new snapshot still has.
+  void setLiveMark(uint64_t mark) { live_mark_ = mark; }
+  uint64_t liveMark() const { return live_mark_; }
 
  private:
   friend class UpstreamConnection;
@@ -195,6 +198,7 @@ class ConnectionPool {
   std::deque<UpstreamConnection*> idle_;        // most recently used at the back
   std::deque<std::shared_ptr<PendingRequest>> pending_;
   uint32_t connecting_ = 0;
+  uint64_t live_mark_ = 0;
   bool draining_ = false;
 };
 

@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <unordered_set>
 
 #include "downstream.h"
 #include "upstream.h"
@@ -132,15 +131,25 @@ void Worker::recycleBuffer(std::string&& buffer) {
 }
 
 void Worker::applySnapshot(SnapshotConstSharedPtr snapshot, std::vector<ListenerSocket> sockets) {
-  snapshot_ = std::move(snapshot);
-  // Load balancer state is per worker (no locks on the pick path) and restarts with each snapshot.
-  cluster_lbs_.clear();
-  for (const auto& c : snapshot_->clusters()) {
+  // Load balancer state is per worker (no locks on the pick path). A cluster whose endpoint set
+  // the new snapshot shares with the old one (same endpoints, same settings) keeps its balancer,
+  // so a push that changes one cluster does not restart the rotation of every other.
+  std::vector<ClusterLb> lbs;
+  lbs.reserve(snapshot->clusters().size());
+  for (const auto& c : snapshot->clusters()) {
+    const ClusterInfo* old = snapshot_ ? snapshot_->findCluster(c->name()) : nullptr;
+    if (old != nullptr && old->endpoint_set == c->endpoint_set &&
+        old->index < cluster_lbs_.size() && cluster_lbs_[old->index].lb) {
+      lbs.push_back(std::move(cluster_lbs_[old->index]));
+      continue;
+    }
     ClusterLb clb;
-    clb.lb = lb::createLoadBalancer(c->config->lb_policy, c->endpoints.size(), id_);
-    clb.hosts.resize(c->endpoints.size());
-    cluster_lbs_.push_back(std::move(clb));
+    clb.lb = lb::createLoadBalancer(c->config->lb_policy, c->endpoints().size(), id_);
+    clb.hosts.resize(c->endpoints().size());
+    lbs.push_back(std::move(clb));
   }
+  cluster_lbs_ = std::move(lbs);
+  snapshot_ = std::move(snapshot);
 
   // Listeners: keep those whose address is still configured (renamed or not), close the rest,
   // adopt the new sockets.
@@ -172,13 +181,18 @@ void Worker::applySnapshot(SnapshotConstSharedPtr snapshot, std::vector<Listener
     listeners_[address] = handle;
   }
 
-  // Pools: drain those whose endpoint is no longer in any cluster.
-  std::unordered_set<std::string> live;
+  // Pools: drain those whose endpoint is no longer in any cluster. Marked by lookups, not by a
+  // set of every key: a push to a proxy with few pools and many endpoints allocates nothing.
+  if (pools_.empty()) return;
+  const uint64_t mark = ++pool_mark_;
   for (const auto& c : snapshot_->clusters()) {
-    for (const auto& e : c->endpoints) live.insert(e.pool_key);
+    for (const auto& e : c->endpoints()) {
+      auto it = pools_.find(e.pool_key);
+      if (it != pools_.end()) it->second->setLiveMark(mark);
+    }
   }
   for (auto& [key, pool] : pools_) {
-    if (!live.contains(key)) pool->drain();
+    if (pool->liveMark() != mark) pool->drain();
   }
 }
 
@@ -203,9 +217,10 @@ namespace {
 // earlier in this pick.
 void fillHosts(const ClusterInfo& cluster, const std::vector<int>& refused,
                std::vector<lb::LbHost>& hosts) {
-  hosts.resize(cluster.endpoints.size());
+  const std::vector<EndpointInfo>& endpoints = cluster.endpoints();
+  hosts.resize(endpoints.size());
   for (size_t i = 0; i < hosts.size(); ++i) {
-    const EndpointInfo& e = cluster.endpoints[i];
+    const EndpointInfo& e = endpoints[i];
     hosts[i].weight = e.config.weight;
     hosts[i].available = e.runtime->healthy.load(std::memory_order_relaxed) &&
                          (!e.breaker || e.breaker->isAvailable());
@@ -217,11 +232,12 @@ void fillHosts(const ClusterInfo& cluster, const std::vector<int>& refused,
 }  // namespace
 
 int Worker::pickEndpoint(const ClusterInfo& cluster, int exclude, const std::vector<int>& refused) {
-  // A request may hold a cluster of an older snapshot than the worker's: match by identity.
+  // A request may hold a cluster of an older snapshot than the worker's: the balancer is the
+  // same one when that cluster's endpoint set is still the current one.
   if (cluster.index >= cluster_lbs_.size() || !snapshot_ ||
-      snapshot_->clusters()[cluster.index].get() != &cluster) {
+      snapshot_->clusters()[cluster.index]->endpoint_set != cluster.endpoint_set) {
     // Rare (a request that outlived a reload and retries): fall back to a fresh balancer.
-    auto lb = lb::createLoadBalancer(cluster.config->lb_policy, cluster.endpoints.size(), id_);
+    auto lb = lb::createLoadBalancer(cluster.config->lb_policy, cluster.endpoints().size(), id_);
     std::vector<lb::LbHost> hosts;
     fillHosts(cluster, refused, hosts);
     return lb->pick(hosts, exclude, rng_());

@@ -122,6 +122,7 @@ class Worker {
   };
   std::vector<ClusterLb> cluster_lbs_;  // per ClusterInfo::index of the current snapshot
   std::unordered_map<std::string, std::unique_ptr<ConnectionPool>> pools_;
+  uint64_t pool_mark_ = 0;  // applySnapshot's last ConnectionPool live mark
   std::unordered_map<std::string, ListenerHandle*> listeners_;  // by address
   std::vector<DownstreamConnection*> connections_;
   std::atomic<size_t> active_connections_{0};

@@ -685,7 +685,7 @@ class Harness {
         fail(who + "bulkhead still holds " + std::to_string(c->bulkhead->active()) +
              " slot(s) and " + std::to_string(c->bulkhead->queued()) + " waiter(s)");
       }
-      for (const auto& e : c->endpoints) {
+      for (const auto& e : c->endpoints()) {
         if (e.runtime->active_requests.load() != 0) {
           fail(who + "endpoint " + e.key + " still counts " +
                std::to_string(e.runtime->active_requests.load()) + " active requests");

@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 #include <regex>
+#include <set>
 #include <thread>
 
 #include "body_pattern.h"
@@ -663,6 +664,78 @@ TEST_F(ProxyTest, InvalidConfigOnSighupIsRejectedAndOldConfigKeepsServing) {
   HttpClient client = remora_.client();
   EXPECT_TRUE(
       waitFor([&] { return client.get("/x").header("x-upstream-name") == "b"; }, Duration(5000)));
+}
+
+// A reload that leaves a cluster as it was keeps that cluster's balancer: the rotation goes on
+// where it was instead of starting over (Snapshot::build shares the unchanged endpoint set).
+TEST_F(ProxyTest, ReloadKeepsTheRotationOfUnchangedClusters) {
+  constexpr std::string_view kConfig = R"(
+admin: { address: ${ADMIN} }
+workers: 1
+listeners:
+  - name: ingress
+    address: ${LISTEN}
+    routes:
+      - match: { prefix: /other }
+        cluster: other
+      - match: { prefix: / }
+        cluster: rr
+clusters:
+  - name: rr
+    connect_timeout: ${RR_TIMEOUT}
+    endpoints: [ { address: ${A} }, { address: ${B} }, { address: ${C} } ]
+  - name: other
+    connect_timeout: ${OTHER_TIMEOUT}
+    endpoints: [ { address: ${A} } ]
+)";
+  FakeUpstream a(tmp_, "a");
+  FakeUpstream b(tmp_, "b");
+  FakeUpstream c(tmp_, "c");
+  ASSERT_TRUE(a.start());
+  ASSERT_TRUE(b.start());
+  ASSERT_TRUE(c.start());
+  Vars vars{{"A", a.address()},
+            {"B", b.address()},
+            {"C", c.address()},
+            {"RR_TIMEOUT", "500ms"},
+            {"OTHER_TIMEOUT", "500ms"}};
+  ASSERT_TRUE(remora_.start(kConfig, vars));
+  HttpClient client = remora_.client();
+  auto next = [&] {
+    Response r = client.get("/x");
+    EXPECT_EQ(r.status, 200) << r.error;
+    return r.header("x-upstream-name");
+  };
+  auto reloadWith = [&](const std::string& key, const std::string& value) {
+    const double applied =
+        remora_.metric("remora_config_updates_total", {{"source", "file"}, {"result", "ack"}})
+            .value_or(0);
+    vars[key] = value;
+    ASSERT_TRUE(remora_.reload(kConfig, vars));
+    ASSERT_TRUE(waitFor(
+        [&] {
+          return remora_
+                     .metric("remora_config_updates_total",
+                             {{"source", "file"}, {"result", "ack"}})
+                     .value_or(0) > applied;
+        },
+        Duration(5000)))
+        << "the reload was not applied";
+  };
+
+  const std::string first = next();
+  const std::string second = next();
+  ASSERT_NE(first, second);
+  reloadWith("OTHER_TIMEOUT", "600ms");  // only `other` changes
+  const std::string third = next();
+  EXPECT_NE(third, first) << "the rotation of rr started over on a reload that did not touch it";
+  EXPECT_NE(third, second);
+
+  // Changing rr itself gives it a new balancer: every endpoint still gets its share.
+  reloadWith("RR_TIMEOUT", "700ms");
+  std::set<std::string> seen;
+  for (int i = 0; i < 3; ++i) seen.insert(next());
+  EXPECT_EQ(seen.size(), 3u);
 }
 
 TEST_F(ProxyTest, SigtermDrainsInFlightRequestAndExitsZero) {

@@ -88,10 +88,10 @@ TEST_F(RouterTest, RoutesLinkToClustersAndResolveEndpoints) {
   EXPECT_EQ(exact.clusters[0]->name(), "a");
   const ClusterInfo* b = snap_->findCluster("b");
   ASSERT_NE(b, nullptr);
-  ASSERT_EQ(b->endpoints.size(), 2u);
-  EXPECT_EQ(b->endpoints[0].key, "127.0.0.1:8082");
-  EXPECT_EQ(b->endpoints[0].addr.ss_family, AF_INET);
-  EXPECT_EQ(b->endpoints[1].addr.ss_family, AF_INET6);
+  ASSERT_EQ(b->endpoints().size(), 2u);
+  EXPECT_EQ(b->endpoints()[0].key, "127.0.0.1:8082");
+  EXPECT_EQ(b->endpoints()[0].addr.ss_family, AF_INET);
+  EXPECT_EQ(b->endpoints()[1].addr.ss_family, AF_INET6);
 }
 
 TEST_F(RouterTest, WeightedSplitFollowsWeights) {

@@ -27,6 +27,9 @@ struct SourceLoc {
   std::string file;
   int line = 0;    // 1-based; 0 = unknown
   int column = 0;  // 1-based; 0 = unknown
+  // Where a setting was written is not part of it: two configs that say the same thing are
+  // equal wherever they say it (a reload that only moved lines changes nothing).
+  friend bool operator==(const SourceLoc&, const SourceLoc&) { return true; }
 };
 
 // "host:port". `host` is kept as written; IPv6 literals are written "[::1]:80" and stored without
@@ -42,6 +45,7 @@ struct Endpoint {
   Address address;
   uint32_t weight = 1;
   SourceLoc loc;
+  friend bool operator==(const Endpoint&, const Endpoint&) = default;
 };
 
 enum class LbPolicy { RoundRobin, WeightedRoundRobin, Random, LeastRequest };
@@ -55,18 +59,21 @@ struct Limits {
   uint32_t max_pending_requests = 1024;
   uint32_t max_requests = 1024;
   uint32_t max_retries = 3;
+  friend bool operator==(const Limits&, const Limits&) = default;
 };
 
 struct Bulkhead {
   uint32_t max_concurrent_requests = 100;
   uint32_t max_queue = 50;
   Duration queue_timeout{100};
+  friend bool operator==(const Bulkhead&, const Bulkhead&) = default;
 };
 
 struct FailureRate {
   uint32_t threshold_percent = 50;  // 1..100
   Duration window{10000};
   uint32_t min_requests = 20;
+  friend bool operator==(const FailureRate&, const FailureRate&) = default;
 };
 
 struct CircuitBreaker {
@@ -76,6 +83,7 @@ struct CircuitBreaker {
   uint32_t half_open_max_requests = 1;
   uint32_t success_threshold = 2;
   uint32_t max_ejection_percent = 50;  // 0..100
+  friend bool operator==(const CircuitBreaker&, const CircuitBreaker&) = default;
 };
 
 struct HealthCheck {
@@ -84,6 +92,7 @@ struct HealthCheck {
   Duration timeout{1000};
   uint32_t healthy_threshold = 2;
   uint32_t unhealthy_threshold = 3;
+  friend bool operator==(const HealthCheck&, const HealthCheck&) = default;
 };
 
 // Upstream TLS origination (and mTLS with a client certificate). The server's certificate is
@@ -95,6 +104,7 @@ struct UpstreamTls {
   std::string key_file;
   std::string sni;
   SourceLoc loc;
+  friend bool operator==(const UpstreamTls&, const UpstreamTls&) = default;
 };
 
 struct Cluster {
@@ -108,6 +118,7 @@ struct Cluster {
   std::optional<HealthCheck> health_check;
   std::optional<UpstreamTls> tls;
   SourceLoc loc;
+  friend bool operator==(const Cluster&, const Cluster&) = default;
 };
 
 struct HeaderMatch {
