@@ -928,11 +928,13 @@ def build_report(args, env: Env, targets: list[Target], results: dict, errors: l
             con.append("")
             con.append(f"--- {title} " + "-" * max(0, 95 - len(title)))
             con.append(f"  {'target':<13} {'req/s':>12} {'p50 ms':>10} {'p99 ms':>10} "
-                       f"{'proxy CPU':>10} {'upstr CPU':>10} {'spread':>7}   {'req/s per round':<30} errors")
+                       f"{'proxy CPU':>10} {'per core':>10} {'upstr CPU':>10} {'spread':>7}   "
+                       f"{'req/s per round':<30} errors")
             md.append(f"## {title}")
             md.append("")
-            md.append("| target | req/s | p50 (ms) | p99 (ms) | proxy CPU | upstream CPU | spread | errors |")
-            md.append("|---|---:|---:|---:|---:|---:|---:|---|")
+            md.append("| target | req/s | p50 (ms) | p99 (ms) | proxy CPU | req/s per proxy core | "
+                      "upstream CPU | spread | errors |")
+            md.append("|---|---:|---:|---:|---:|---:|---:|---:|---|")
             med: dict[str, tuple] = {}
             for n in names:
                 runs: list[WrkResult] = results.get(key, {}).get(n, [])
@@ -941,20 +943,27 @@ def build_report(args, env: Env, targets: list[Target], results: dict, errors: l
                 p99 = median([r.p99_ms for r in runs if not r.problem])
                 pcpu = median([r.proxy_cpu for r in runs])
                 ucpu = median([r.upstream_cpu for r in runs])
-                med[n] = (rps, p50, p99)
+                # Requests per second per core the proxy used, per round: the proxy's efficiency,
+                # steadier than req/s when nobody is CPU-bound (the shared core sets the pace).
+                eff = median([r.rps / (r.proxy_cpu / 100) for r in runs
+                              if not r.problem and r.proxy_cpu])
+                med[n] = (rps, p50, p99, eff)
                 ok = [r.rps for r in runs if not r.problem]
                 spread = f"{100 * (max(ok) - min(ok)) / rps:.0f}%" if len(ok) > 1 and rps else "-"
                 per_round = " ".join(f"{r.rps:,.0f}" for r in runs)
                 errs = "; ".join(r.errors_text() for r in runs if r.errors_text()) or "0"
                 con.append(f"  {n:<13} {fmt_rps(rps):>12} {fmt_ms(p50):>10} {fmt_ms(p99):>10} "
-                           f"{fmt_pct(pcpu):>10} {fmt_pct(ucpu):>10} {spread:>7}   {per_round:<30} {errs}")
+                           f"{fmt_pct(pcpu):>10} {fmt_rps(eff):>10} {fmt_pct(ucpu):>10} {spread:>7}   "
+                           f"{per_round:<30} {errs}")
                 md.append(f"| {n} | {fmt_rps(rps)} | {fmt_ms(p50)} | {fmt_ms(p99)} | {fmt_pct(pcpu)} | "
-                          f"{fmt_pct(ucpu)} | {spread} | {errs} |")
+                          f"{fmt_rps(eff)} | {fmt_pct(ucpu)} | {spread} | {errs} |")
             ratio_lines = []
             # The chain's own cost: each flavour against the bare proxy of the same run.
             if "remora-chain" in med and "remora" in med:
                 ratio_lines.append("remora-chain/remora: req/s "
-                                   f"{fmt_ratio(ratio(med['remora-chain'][0], med['remora'][0]))}")
+                                   f"{fmt_ratio(ratio(med['remora-chain'][0], med['remora'][0]))}, "
+                                   "per core "
+                                   f"{fmt_ratio(ratio(med['remora-chain'][3], med['remora'][3]))}")
             if "haproxy-chain" in med and "haproxy" in med:
                 ratio_lines.append("haproxy-chain/haproxy: req/s "
                                    f"{fmt_ratio(ratio(med['haproxy-chain'][0], med['haproxy'][0]))}")
@@ -963,8 +972,9 @@ def build_report(args, env: Env, targets: list[Target], results: dict, errors: l
                     if base in med:
                         rr = ratio(med[rn][0], med[base][0])
                         pr = ratio(med[rn][2], med[base][2])
-                        ratio_lines.append(
-                            f"{rn}/{base}: req/s {fmt_ratio(rr)}, p99 {fmt_ratio(pr)}")
+                        er = ratio(med[rn][3], med[base][3])
+                        ratio_lines.append(f"{rn}/{base}: req/s {fmt_ratio(rr)}, p99 "
+                                           f"{fmt_ratio(pr)}, per core {fmt_ratio(er)}")
             if ratio_lines:
                 con.append("  ratios: " + " | ".join(ratio_lines))
                 md.append("")
@@ -974,7 +984,9 @@ def build_report(args, env: Env, targets: list[Target], results: dict, errors: l
     md.append("How to read: medians over the rounds. Ratios: req/s above 1.00x = Remora serves more "
               "requests per second; p99 below 1.00x = Remora's tail latency is lower. proxy/upstream CPU "
               "= % of one core used during the run (a proxy near 100% is the bottleneck). spread = "
-              "(max - min) / median of req/s over the rounds; a large spread means a noisy machine.")
+              "(max - min) / median of req/s over the rounds; a large spread means a noisy machine. "
+              "req/s per proxy core = req/s / (proxy CPU / 100), median over rounds: what each proxy "
+              "gets out of the CPU it used; when no proxy is CPU-bound it is the fairer comparison.")
     md.append("")
 
     con.append("")
