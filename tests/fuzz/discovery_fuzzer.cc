@@ -125,6 +125,28 @@ std::string applyUpdate(Fixture& f, const DiscoveryClient::Update& update, std::
     if (error.empty()) fail("Snapshot::build failed without a reason", input, "");
     return error;
   }
+  // The same push again, as the server builds it: on top of the snapshot it replaces. Every
+  // cluster that names no DNS host must share its endpoint set (nothing rebuilt), and the result
+  // must link the same endpoints.
+  SnapshotConstSharedPtr again =
+      Snapshot::build(merged, ++f.version, "control-plane", f.stats, f.runtime, error, snap.get());
+  if (!again) fail("the same config failed on top of its own snapshot", input, error);
+  for (const auto& c : snap->clusters()) {
+    const ClusterInfo* d = again->findCluster(c->name());
+    if (d == nullptr) fail("a cluster was lost on a rebuild", input, c->name());
+    if (!c->resolves_names && d->endpoint_set != c->endpoint_set) {
+      fail("a cluster was rebuilt though nothing changed", input, c->name());
+    }
+    if (d->endpoints().size() != c->endpoints().size()) {
+      fail("a cluster changed size on a rebuild", input, c->name());
+    }
+    for (size_t i = 0; i < d->endpoints().size(); ++i) {
+      if (d->endpoints()[i].runtime != c->endpoints()[i].runtime) {
+        fail("an endpoint lost its runtime state on a rebuild", input, c->endpoints()[i].key);
+      }
+    }
+  }
+  snap = again;
   // What GET /config and the control plane's views render.
   try {
     (void)config::toJson(snap->config()).dump(2);
