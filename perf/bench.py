@@ -14,6 +14,10 @@ Targets (`--targets`, comma separated, run in this order each round):
                   bulkhead + weighted_round_robin over two upstream endpoints (the same nginx on
                   two ports)
 
+--proxy-cpu CORES (what `make bench` passes, 0.5) runs every proxy worker under the same CFS quota,
+a cgroup per proxy, so that the proxy and not the load generator is the bottleneck on a small
+machine: req/s ratios are then ratios of CPU cost per request (perf/README.md, "CPU quota").
+
 Scenarios: response size {6 B, 16 KiB} x downstream connections {64, 256}. For each scenario every
 target gets a short warm-up, then rounds run interleaved (A B C D A B C D ...); the table shows
 medians over the rounds. See perf/README.md.
@@ -271,6 +275,7 @@ class Server:
     log_path: Path
     proc: subprocess.Popen | None = None
     log_file: object = None
+    cpu_limit: "CpuLimit | None" = None  # the server and its children run under this CPU quota
 
     def start(self) -> None:
         self.log_file = open(self.log_path, "wb")
@@ -281,6 +286,8 @@ class Server:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: terminal Ctrl-C is ours to handle
             cwd=str(self.log_path.parent),
+            # In the child before exec, so nothing of the server ever runs outside its quota.
+            preexec_fn=self.cpu_limit.enter if self.cpu_limit else None,
         )
 
     def alive(self) -> bool:
@@ -328,6 +335,8 @@ class Server:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             pass
+        if self.cpu_limit is not None:
+            self.cpu_limit.remove()
         if self.log_file:
             self.log_file.close()
             self.log_file = None
@@ -598,12 +607,80 @@ def remora_2w_conf(listen_port: int, admin_port: int, upstream_ports: list[int])
         "workers: 1", "workers: 2").replace("node_id: bench-remora", "node_id: bench-remora-2w")
 
 
+class CpuLimit:
+    """A CPU quota for one server's process tree: a cgroup of its own whose CFS bandwidth allows
+    `cores` cores of CPU time per PERIOD_US (cgroup v2 `cpu.max`, or v1 `cpu.cfs_quota_us`).
+
+    On a machine too small to give the load generator and the upstream more CPU than the proxy
+    needs, the proxy is otherwise never the bottleneck, and req/s measures the load generator.
+    Under the same quota for every proxy, the proxy is the bottleneck and req/s ratios are
+    ratios of CPU cost per request, under the same kind of limit a Kubernetes sidecar gets
+    (`resources.limits.cpu`). The short period keeps the stall of a throttled proxy (at most
+    PERIOD_US x (1 - cores)) small next to the latencies measured.
+    """
+
+    PERIOD_US = 10_000
+
+    def __init__(self, name: str, cores: float):
+        self.cores = cores
+        quota = int(cores * self.PERIOD_US)  # >= 1,000 us, the kernel's least (--proxy-cpu >= 0.1)
+        v2 = Path("/sys/fs/cgroup/cgroup.controllers").exists()
+        root = Path("/sys/fs/cgroup") if v2 else Path("/sys/fs/cgroup/cpu")
+        self.path = root / f"remora-bench-{os.getpid()}-{name}"
+        try:
+            if v2:
+                ctl = root / "cgroup.subtree_control"
+                if "cpu" not in ctl.read_text().split():
+                    ctl.write_text("+cpu")
+            self.path.mkdir(exist_ok=True)
+            if v2:
+                (self.path / "cpu.max").write_text(f"{quota} {self.PERIOD_US}")
+            else:
+                (self.path / "cpu.cfs_period_us").write_text(str(self.PERIOD_US))
+                (self.path / "cpu.cfs_quota_us").write_text(str(quota))
+        except OSError as e:
+            raise SetupError(f"--proxy-cpu needs a writable cgroup CPU controller (root, "
+                             f"{root}): {e}; run without --proxy-cpu") from e
+        self.v2 = v2
+
+    def enter(self) -> None:
+        """Moves the calling process into the cgroup (run in the child, before exec)."""
+        (self.path / "cgroup.procs").write_text(str(os.getpid()))
+
+    def throttled(self) -> tuple[int, int]:
+        """(CFS periods so far, periods in which the quota ran out)."""
+        stat = {}
+        try:
+            for line in (self.path / "cpu.stat").read_text().splitlines():
+                k, _, v = line.partition(" ")
+                stat[k] = int(v)
+        except (OSError, ValueError):
+            pass
+        return stat.get("nr_periods", 0), stat.get("nr_throttled", 0)
+
+    def remove(self) -> None:
+        # The processes were killed and reaped; the kernel empties the group shortly after.
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                self.path.rmdir()
+                return
+            except FileNotFoundError:
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    log(f"bench: warning: could not remove cgroup {self.path}")
+                    return
+                time.sleep(0.05)
+
+
 REMORA_VARIANTS: dict[str, Callable[[int, int, list[int]], str]] = {
     "remora": remora_conf,
     "remora-chain": remora_chain_conf,
     "remora-2w": remora_2w_conf,
 }
 ALL_TARGETS += [n for n in REMORA_VARIANTS if n not in ALL_TARGETS]
+PROXY_WORKERS = {"remora-2w": 2}  # worker threads of targets that have more than one
 
 # ------------------------------------------------------------------------------------- targets
 
@@ -630,6 +707,14 @@ class Env:
     pin: Pinning
     upstream_ports: list[int]
     remora_bin: Path
+    proxy_cpu: float | None = None  # --proxy-cpu: cores per proxy worker, None = no quota
+
+    def proxy_server(self, name: str, cmd: list[str], log_path: Path) -> Server:
+        """A proxy target's server, pinned and, with --proxy-cpu, under its CPU quota."""
+        limit = None
+        if self.proxy_cpu is not None:
+            limit = CpuLimit(name, self.proxy_cpu * PROXY_WORKERS.get(name, 1))
+        return Server(name, self.pin.prefix(self.pin.proxy) + cmd, log_path, cpu_limit=limit)
 
 
 @dataclass
@@ -676,8 +761,7 @@ def start_target(name: str, env: Env, servers: list[Server]) -> Target:
         port, admin = free_ports(2)
         cfg = d / "remora.yaml"
         cfg.write_text(REMORA_VARIANTS[name](port, admin, env.upstream_ports))
-        srv = Server(name, env.pin.prefix(env.pin.proxy) + [str(env.remora_bin), "--config", str(cfg)],
-                     d / "remora.log")
+        srv = env.proxy_server(name, [str(env.remora_bin), "--config", str(cfg)], d / "remora.log")
         servers.append(srv)
         srv.start()
         t = Target(name, port=port, server=srv)
@@ -688,8 +772,7 @@ def start_target(name: str, env: Env, servers: list[Server]) -> Target:
         cfg = d / "haproxy.cfg"
         cfg.write_text(haproxy_conf(port, env.upstream_ports[0]) if name == "haproxy"
                        else haproxy_chain_conf(port, env.upstream_ports))
-        srv = Server(name, env.pin.prefix(env.pin.proxy) + ["haproxy", "-db", "-f", str(cfg)],
-                     d / "haproxy.log")
+        srv = env.proxy_server(name, ["haproxy", "-db", "-f", str(cfg)], d / "haproxy.log")
         servers.append(srv)
         srv.start()
         t = Target(name, port=port, server=srv)
@@ -697,8 +780,8 @@ def start_target(name: str, env: Env, servers: list[Server]) -> Target:
         (port,) = free_ports(1)
         cfg = d / "nginx.conf"
         cfg.write_text(nginx_proxy_conf(d, port, env.upstream_ports[0]))
-        srv = Server(name, env.pin.prefix(env.pin.proxy)
-                     + ["nginx", "-p", f"{d}/", "-e", "stderr", "-c", str(cfg)], d / "nginx.log")
+        srv = env.proxy_server(name, ["nginx", "-p", f"{d}/", "-e", "stderr", "-c", str(cfg)],
+                               d / "nginx.log")
         servers.append(srv)
         srv.start()
         t = Target(name, port=port, server=srv)
@@ -751,6 +834,7 @@ class WrkResult:
     problem: str = ""  # parse failure / non-zero exit
     proxy_cpu: float | None = None  # CPU use of the proxy during the run, % of one core
     upstream_cpu: float | None = None  # same for the upstream nginx
+    throttled: float | None = None  # --proxy-cpu: % of CFS periods in which the proxy's quota ran out
 
     def errors_text(self) -> str:
         parts = [f"{k} {v}" for k, v in self.sock_errors.items() if v]
@@ -833,11 +917,17 @@ def run_scenarios(args, pin: Pinning, upstream: Server, targets: list[Target],
                     url = f"http://127.0.0.1:{t.port}/{size}"
                     proxy_pids = t.server.pids() if t.server else []
                     up_pids = upstream.pids()
+                    limit = t.server.cpu_limit if t.server else None
+                    th0 = limit.throttled() if limit else (0, 0)
                     c0 = (cpu_seconds(proxy_pids), cpu_seconds(up_pids), time.monotonic())
                     r, out = run_wrk(pin, args.threads, conns, dur, url)
                     wall = time.monotonic() - c0[2]
                     if t.server:
                         r.proxy_cpu = 100 * (cpu_seconds(proxy_pids) - c0[0]) / wall
+                    if limit:
+                        th1 = limit.throttled()
+                        if th1[0] > th0[0]:
+                            r.throttled = 100 * (th1[1] - th0[1]) / (th1[0] - th0[0])
                     r.upstream_cpu = 100 * (cpu_seconds(up_pids) - c0[1]) / wall
                     if t.server is not None and not t.server.alive():
                         t.failed = f"exited with status {t.server.proc.returncode}"
@@ -854,6 +944,7 @@ def run_scenarios(args, pin: Pinning, upstream: Server, targets: list[Target],
                     log(f"    {phase:<11} {t.name:<13} {fmt_rps(r.rps):>10} req/s  "
                         f"p50 {fmt_ms(r.p50_ms)} ms  p99 {fmt_ms(r.p99_ms)} ms  "
                         f"CPU proxy {fmt_pct(r.proxy_cpu)} upstream {fmt_pct(r.upstream_cpu)}"
+                        + (f" throttled {fmt_pct(r.throttled)}" if r.throttled is not None else "")
                         + (f"  ERRORS: {r.errors_text()}" if r.errors_text() else ""))
                     if r.problem:
                         log("      wrk output:\n" + "\n".join("      | " + x for x in out.splitlines()))
@@ -889,6 +980,11 @@ def build_report(args, env: Env, targets: list[Target], results: dict, errors: l
         ("topology", "wrk -> proxy (1 worker) -> upstream nginx (1 worker, keep-alive), "
                      "all on 127.0.0.1, access logs off"),
         ("pinning", env.pin.describe()),
+        ("CPU limit", "none: each proxy may use all of its CPU" if env.proxy_cpu is None else
+                      f"--proxy-cpu {env.proxy_cpu:g}: every proxy worker gets a CFS quota of "
+                      f"{env.proxy_cpu:g} core ({int(env.proxy_cpu * CpuLimit.PERIOD_US)} us per "
+                      f"{CpuLimit.PERIOD_US} us, a cgroup per proxy), so the proxy is the "
+                      f"bottleneck and req/s ratios compare CPU cost per request"),
         ("versions", "; ".join(f"{k}: {v}" for k, v in versions.items())),
         ("load", f"1-min load average {args.load_start} before the servers started, {loadavg()} "
                  f"at the end (the bench itself adds ~2)" + busy_warning(args.load_start)),
@@ -928,13 +1024,14 @@ def build_report(args, env: Env, targets: list[Target], results: dict, errors: l
             con.append("")
             con.append(f"--- {title} " + "-" * max(0, 95 - len(title)))
             con.append(f"  {'target':<13} {'req/s':>12} {'p50 ms':>10} {'p99 ms':>10} "
-                       f"{'proxy CPU':>10} {'per core':>10} {'upstr CPU':>10} {'spread':>7}   "
+                       f"{'proxy CPU':>10} {'per core':>10} {'upstr CPU':>10} {'throttled':>9} "
+                       f"{'spread':>7}   "
                        f"{'req/s per round':<30} errors")
             md.append(f"## {title}")
             md.append("")
             md.append("| target | req/s | p50 (ms) | p99 (ms) | proxy CPU | req/s per proxy core | "
-                      "upstream CPU | spread | errors |")
-            md.append("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+                      "upstream CPU | throttled | spread | errors |")
+            md.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
             med: dict[str, tuple] = {}
             for n in names:
                 runs: list[WrkResult] = results.get(key, {}).get(n, [])
@@ -943,6 +1040,7 @@ def build_report(args, env: Env, targets: list[Target], results: dict, errors: l
                 p99 = median([r.p99_ms for r in runs if not r.problem])
                 pcpu = median([r.proxy_cpu for r in runs])
                 ucpu = median([r.upstream_cpu for r in runs])
+                thr = median([r.throttled for r in runs])
                 # Requests per second per core the proxy used, per round: the proxy's efficiency,
                 # steadier than req/s when nobody is CPU-bound (the shared core sets the pace).
                 eff = median([r.rps / (r.proxy_cpu / 100) for r in runs
@@ -953,10 +1051,11 @@ def build_report(args, env: Env, targets: list[Target], results: dict, errors: l
                 per_round = " ".join(f"{r.rps:,.0f}" for r in runs)
                 errs = "; ".join(r.errors_text() for r in runs if r.errors_text()) or "0"
                 con.append(f"  {n:<13} {fmt_rps(rps):>12} {fmt_ms(p50):>10} {fmt_ms(p99):>10} "
-                           f"{fmt_pct(pcpu):>10} {fmt_rps(eff):>10} {fmt_pct(ucpu):>10} {spread:>7}   "
+                           f"{fmt_pct(pcpu):>10} {fmt_rps(eff):>10} {fmt_pct(ucpu):>10} "
+                           f"{fmt_pct(thr):>9} {spread:>7}   "
                            f"{per_round:<30} {errs}")
                 md.append(f"| {n} | {fmt_rps(rps)} | {fmt_ms(p50)} | {fmt_ms(p99)} | {fmt_pct(pcpu)} | "
-                          f"{fmt_rps(eff)} | {fmt_pct(ucpu)} | {spread} | {errs} |")
+                          f"{fmt_rps(eff)} | {fmt_pct(ucpu)} | {fmt_pct(thr)} | {spread} | {errs} |")
             ratio_lines = []
             # The chain's own cost: each flavour against the bare proxy of the same run.
             if "remora-chain" in med and "remora" in med:
@@ -986,7 +1085,9 @@ def build_report(args, env: Env, targets: list[Target], results: dict, errors: l
               "= % of one core used during the run (a proxy near 100% is the bottleneck). spread = "
               "(max - min) / median of req/s over the rounds; a large spread means a noisy machine. "
               "req/s per proxy core = req/s / (proxy CPU / 100), median over rounds: what each proxy "
-              "gets out of the CPU it used; when no proxy is CPU-bound it is the fairer comparison.")
+              "gets out of the CPU it used; when no proxy is CPU-bound it is the fairer comparison. "
+              "throttled (with --proxy-cpu) = % of the 10 ms CFS periods in which the proxy used up "
+              "its quota: well above zero means the proxy, not the load generator, set the pace.")
     md.append("")
 
     con.append("")
@@ -1031,6 +1132,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--remora", default=envd("REMORA_BIN", str(REPO / "build" / "remora")),
                    help="Remora binary (default: build/remora)")
     p.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
+    p.add_argument("--proxy-cpu", type=float, default=None, metavar="CORES",
+                   help="cap every proxy worker at CORES of CPU time (cgroup CFS quota, root), "
+                        "0.1 to 1, e.g. 0.5: the proxy becomes the bottleneck on a machine too small to "
+                        "out-run it (default: no cap)")
     p.add_argument("--output", default=str(RESULTS_DIR / "latest.md"),
                    help="Markdown report path (default: perf/results/latest.md)")
     p.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (configs and logs)")
@@ -1054,6 +1159,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         p.error("--connections: positive and >= --threads")
     if a.rounds < 1 or a.threads < 1:
         p.error("--rounds and --threads must be >= 1")
+    if a.proxy_cpu is not None and not 0.1 <= a.proxy_cpu <= 1:
+        p.error("--proxy-cpu: cores per proxy worker, from 0.1 to 1")
     return a
 
 
@@ -1129,7 +1236,8 @@ def main(argv: list[str]) -> int:
         if status != 200 or body != BODIES["16k"]:
             raise SetupError(f"upstream GET /16k -> {status}, {len(body)} bytes")
 
-        env = Env(tmp=tmp, pin=pin, upstream_ports=up_ports, remora_bin=remora_bin)
+        env = Env(tmp=tmp, pin=pin, upstream_ports=up_ports, remora_bin=remora_bin,
+                  proxy_cpu=args.proxy_cpu)
         versions = {
             "wrk": tool_version(["wrk", "-v"]).split(" Copyright")[0],
             "nginx": tool_version(["nginx", "-v"]).replace("nginx version: ", ""),
