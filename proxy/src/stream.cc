@@ -4,11 +4,14 @@
 
 #include <cstdio>
 #include <ctime>
+#include <string_view>
 
 #include "access_log.h"
 #include "downstream.h"
 
 namespace remora {
+
+using namespace std::string_view_literals;  // the head builders append literals with known sizes
 
 namespace {
 
@@ -379,7 +382,7 @@ void ActiveStream::buildUpstreamHead() {
   out = conn_.worker().takeBuffer();
   // x-forwarded-for is built in the head's buffer first, then copied into the header.
   if (const std::string* prev = h.get("x-forwarded-for"); prev != nullptr && !prev->empty()) {
-    out.append(*prev).append(", ");
+    out.append(*prev).append(", "sv);
   }
   out.append(conn_.peerIp());
   h.set("x-forwarded-for", out);
@@ -395,14 +398,14 @@ void ActiveStream::buildUpstreamHead() {
 
   out.clear();
   out.reserve(256 + h.size() * 48);
-  out.append(head_.method).append(" ").append(head_.url).append(" HTTP/1.1\r\n");
+  out.append(head_.method).append(" "sv).append(head_.url).append(" HTTP/1.1\r\n"sv);
   http::serializeHeaders(h, out);
   if (head_.chunked) {
-    out.append("transfer-encoding: chunked\r\n");
+    out.append("transfer-encoding: chunked\r\n"sv);
   } else if (head_.has_content_length) {
-    out.append("content-length: ").append(std::to_string(head_.content_length)).append("\r\n");
+    out.append("content-length: "sv).append(std::to_string(head_.content_length)).append("\r\n"sv);
   }
-  out.append("\r\n");
+  out.append("\r\n"sv);
 }
 
 void ActiveStream::onPoolReady(UpstreamConnection& conn) {
@@ -580,23 +583,23 @@ void ActiveStream::onResponseHeaders(int status, http::HeaderMap& headers, bool 
   std::string& out = response_head_;
   out = conn_.worker().takeBuffer();
   out.reserve(256 + headers.size() * 48);
-  out.append("HTTP/1.1 ").append(std::to_string(status)).append(" ");
-  out.append(http::reasonPhrase(status)).append("\r\n");
+  out.append("HTTP/1.1 "sv).append(std::to_string(status)).append(" "sv);
+  out.append(http::reasonPhrase(status)).append("\r\n"sv);
   http::serializeHeaders(headers, out);
   if (has_content_length && (framing_ == Framing::ContentLength || no_body) && status != 204) {
-    out.append("content-length: ").append(cl_value).append("\r\n");
+    out.append("content-length: "sv).append(cl_value).append("\r\n"sv);
   } else if (framing_ == Framing::Chunked) {
-    out.append("transfer-encoding: chunked\r\n");
+    out.append("transfer-encoding: chunked\r\n"sv);
   }
   if (close_after) {
-    out.append("connection: close\r\n");
+    out.append("connection: close\r\n"sv);
   } else if (!client_11) {
-    out.append("connection: keep-alive\r\n");
+    out.append("connection: keep-alive\r\n"sv);
   }
   if (fallback_reason_) {
-    out.append("x-remora-fallback: ").append(toString(*fallback_reason_)).append("\r\n");
+    out.append("x-remora-fallback: "sv).append(toString(*fallback_reason_)).append("\r\n"sv);
   }
-  out.append("x-remora-attempts: ").append(std::to_string(attempts_)).append("\r\n\r\n");
+  out.append("x-remora-attempts: "sv).append(std::to_string(attempts_)).append("\r\n\r\n"sv);
   response_head_pending_ = true;  // sent with the first body bytes, or by onUpstreamReadComplete
 }
 

@@ -94,6 +94,53 @@ TEST(HeaderMapTest, ClearKeepingUpToFreesWhatAnOutlierLeft) {
   EXPECT_LE(s.capacity(), 4096u);
 }
 
+TEST(HeaderMapTest, ClearKeepingUpToFreesAnOutlierWrittenIntoAReusedSlot) {
+  HeaderMap h;
+  h.add("a", "1");
+  h.add("b", "2");
+  h.clearKeepingUpTo(16 * 1024);  // measured once: small, kept
+  const size_t small = h.memoryBytes();
+  for (int i = 0; i < 3; ++i) {  // typical messages in the same slots: nothing grows
+    h.add("a", "1");
+    h.clearKeepingUpTo(16 * 1024);
+    EXPECT_EQ(h.memoryBytes(), small);
+  }
+  h.add("a", "1");
+  h.add("b", std::string(50000, 'v'));  // the second slot's string grows in place
+  h.clearKeepingUpTo(16 * 1024);
+  EXPECT_LT(h.memoryBytes(), 16u * 1024);
+}
+
+TEST(HeaderMapTest, ToLowerInPlaceChangesOnlyAsciiUpperCaseAtAnyLengthAndOffset) {
+  // Every byte value, at every offset within the 8-byte blocks and in the scalar tail.
+  for (size_t offset = 0; offset < 9; ++offset) {
+    std::string s(offset, 'Q');
+    for (int c = 0; c < 256; ++c) s.push_back(static_cast<char>(c));
+    std::string expected = s;
+    for (char& c : expected) {
+      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
+    }
+    toLowerInPlace(s);
+    EXPECT_EQ(s, expected) << "offset " << offset;
+  }
+  std::string empty;
+  toLowerInPlace(empty);
+  EXPECT_TRUE(empty.empty());
+}
+
+TEST(HopByHopTest, ExactlyTheListedNames) {
+  for (std::string_view n : {"te", "trailer", "upgrade", "connection", "keep-alive",
+                             "content-length", "proxy-connection", "transfer-encoding",
+                             "proxy-authenticate", "proxy-authorization"}) {
+    EXPECT_TRUE(isHopByHopHeader(n)) << n;
+  }
+  for (std::string_view n : {"", "t", "tf", "trailers", "upgrades", "connectio", "keep_alive",
+                             "content-type", "host", "x-request-id", "proxy-authorizatio",
+                             "transfer-encodings"}) {
+    EXPECT_FALSE(isHopByHopHeader(n)) << n;
+  }
+}
+
 TEST(HeaderMapTest, CaseHelpers) {
   std::string s = "X-Request-ID";
   toLowerInPlace(s);

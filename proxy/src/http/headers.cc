@@ -1,6 +1,9 @@
 #include "http/headers.h"
 
 #include <algorithm>
+#include <array>
+#include <cstdint>
+#include <cstring>
 
 namespace remora::http {
 
@@ -31,14 +34,25 @@ size_t HeaderMap::count(std::string_view name) const {
 void HeaderMap::add(std::string_view name, std::string_view value) {
   if (size_ < entries_.size()) {
     Entry& e = entries_[size_];
+    if (name.size() > e.first.capacity() || value.size() > e.second.capacity()) grew_ = true;
     e.first.assign(name);
     e.second.assign(value);
   } else {
     // A typical request or response has fewer than 16 header lines: one allocation for them.
     if (entries_.capacity() == 0) entries_.reserve(16);
     entries_.emplace_back(std::string(name), std::string(value));
+    grew_ = true;
   }
   ++size_;
+}
+
+void HeaderMap::clearKeepingUpTo(size_t keep_bytes) {
+  clear();
+  // Memory only grows in add(): when nothing grew since the last check, which found at most
+  // `keep_bytes`, there is nothing to measure (this runs once per message).
+  if (!grew_) return;
+  grew_ = false;
+  if (memoryBytes() > keep_bytes) *this = HeaderMap();
 }
 
 size_t HeaderMap::memoryBytes() const {
@@ -60,7 +74,21 @@ void HeaderMap::remove(std::string_view name) {
 }
 
 void toLowerInPlace(std::string& s) {
-  for (char& c : s) c = lowerAscii(c);
+  // Eight bytes at a time: 0x20 is or-ed into exactly the bytes in 'A'..'Z' (bytes >= 0x80 are
+  // left alone), the classic SWAR range test. Header names are short; this runs for every one.
+  char* p = s.data();
+  size_t n = s.size();
+  for (; n >= 8; p += 8, n -= 8) {
+    uint64_t x;
+    std::memcpy(&x, p, 8);
+    const uint64_t heptets = x & 0x7f7f7f7f7f7f7f7fULL;
+    const uint64_t above_z = heptets + 0x2525252525252525ULL;     // bit 7 set where > 'Z'
+    const uint64_t from_a = heptets + 0x3f3f3f3f3f3f3f3fULL;      // bit 7 set where >= 'A'
+    const uint64_t upper = ~x & (from_a & ~above_z) & 0x8080808080808080ULL;
+    x |= upper >> 2;
+    std::memcpy(p, &x, 8);
+  }
+  for (; n > 0; ++p, --n) *p = lowerAscii(*p);
 }
 
 bool equalsIgnoreCase(std::string_view a, std::string_view b) {
@@ -72,9 +100,18 @@ bool equalsIgnoreCase(std::string_view a, std::string_view b) {
 }
 
 bool isHopByHopHeader(std::string_view n) {
-  return n == "connection" || n == "keep-alive" || n == "proxy-connection" || n == "te" ||
-         n == "trailer" || n == "upgrade" || n == "proxy-authorization" ||
-         n == "proxy-authenticate" || n == "transfer-encoding" || n == "content-length";
+  // By length first: most names of a message are of none of these lengths and cost one compare.
+  switch (n.size()) {
+    case 2: return n == "te";
+    case 7: return n == "trailer" || n == "upgrade";
+    case 10: return n == "connection" || n == "keep-alive";
+    case 14: return n == "content-length";
+    case 16: return n == "proxy-connection";
+    case 17: return n == "transfer-encoding";
+    case 18: return n == "proxy-authenticate";
+    case 19: return n == "proxy-authorization";
+    default: return false;
+  }
 }
 
 namespace {
@@ -109,10 +146,17 @@ void removeHopByHopHeaders(HeaderMap& headers) {
 
 namespace {
 
-bool isTokenChar(char c) {
-  if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return true;
-  return std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
-}
+// tchar of RFC 9110 section 5.6.2, as a table: checked for every byte of every header name.
+constexpr std::array<bool, 256> kTokenChars = [] {
+  std::array<bool, 256> t{};
+  for (int c = '0'; c <= '9'; ++c) t[c] = true;
+  for (int c = 'a'; c <= 'z'; ++c) t[c] = true;
+  for (int c = 'A'; c <= 'Z'; ++c) t[c] = true;
+  for (char c : std::string_view("!#$%&'*+-.^_`|~")) t[static_cast<unsigned char>(c)] = true;
+  return t;
+}();
+
+bool isTokenChar(char c) { return kTokenChars[static_cast<unsigned char>(c)]; }
 
 }  // namespace
 
@@ -195,11 +239,11 @@ std::string_view reasonPhrase(int status) {
 }
 
 void serializeHeaders(const HeaderMap& headers, std::string& out) {
+  size_t total = out.size();
+  for (const auto& [name, value] : headers) total += name.size() + value.size() + 4;
+  out.reserve(total);
   for (const auto& [name, value] : headers) {
-    out.append(name);
-    out.append(": ");
-    out.append(value);
-    out.append("\r\n");
+    out.append(name).append(": ", 2).append(value).append("\r\n", 2);
   }
 }
 

@@ -22,7 +22,8 @@ class HeaderMap {
   using const_iterator = std::vector<Entry>::const_iterator;
 
   HeaderMap() = default;
-  HeaderMap(const HeaderMap& other) : entries_(other.begin(), other.end()), size_(other.size_) {}
+  HeaderMap(const HeaderMap& other)
+      : entries_(other.begin(), other.end()), size_(other.size_), grew_(true) {}
   HeaderMap& operator=(const HeaderMap& other) {
     if (this != &other) {
       clear();
@@ -30,7 +31,8 @@ class HeaderMap {
     }
     return *this;
   }
-  HeaderMap(HeaderMap&& other) noexcept : entries_(std::move(other.entries_)), size_(other.size_) {
+  HeaderMap(HeaderMap&& other) noexcept
+      : entries_(std::move(other.entries_)), size_(other.size_), grew_(true) {
     other.entries_.clear();
     other.size_ = 0;
   }
@@ -38,6 +40,7 @@ class HeaderMap {
     if (this != &other) {
       entries_ = std::move(other.entries_);
       size_ = other.size_;
+      grew_ = true;
       other.entries_.clear();
       other.size_ = 0;
     }
@@ -56,10 +59,7 @@ class HeaderMap {
   // Drops every entry; their memory stays for the next message.
   void clear() { size_ = 0; }
   // clear(), and frees the memory too when it is more than `keep_bytes` (what an outlier left).
-  void clearKeepingUpTo(size_t keep_bytes) {
-    clear();
-    if (memoryBytes() > keep_bytes) *this = HeaderMap();
-  }
+  void clearKeepingUpTo(size_t keep_bytes);
   const_iterator begin() const { return entries_.begin(); }
   const_iterator end() const { return entries_.begin() + static_cast<std::ptrdiff_t>(size_); }
   // Bytes of heap this map holds, dropped entries included (strings' capacity, the vector).
@@ -80,6 +80,7 @@ class HeaderMap {
  private:
   std::vector<Entry> entries_;  // [0, size_) live, then dropped entries kept for their memory
   size_t size_ = 0;
+  bool grew_ = false;  // add() may have allocated since clearKeepingUpTo() last measured
 };
 
 // s.clear(), freeing the memory when its capacity is more than `keep_bytes`.
