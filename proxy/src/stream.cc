@@ -180,8 +180,17 @@ void ActiveStream::start() {
   for (const StreamFilterFactory* factory : registeredFilterFactories()) {
     StreamFilterPtr f = factory->create(*route_, *cluster_);
     if (f) {
+      if (filter_count_ == kMaxFilters) {
+        // A build with more registered filters than ActiveStream holds: a bug, caught by
+        // FilterRegistryTest. Refuse the request rather than skip a filter silently.
+        spdlog::error("request {}: more than {} filters in the chain; raise "
+                      "ActiveStream::kMaxFilters",
+                      request_id_, kMaxFilters);
+        sendLocalReply(500, "filter chain longer than this build supports", false);
+        return;
+      }
       f->setCallbacks(*this);
-      filters_.push_back(std::move(f));
+      filters_[filter_count_++] = std::move(f);
     }
   }
   runChain();
@@ -191,7 +200,7 @@ void ActiveStream::start() {
 
 void ActiveStream::runChain() {
   while (!complete_) {
-    if (next_filter_ == filters_.size()) {
+    if (next_filter_ == filter_count_) {
       startRouter();
       return;
     }
@@ -225,7 +234,7 @@ FilterTimerPtr ActiveStream::createTimer(std::function<void()> cb) {
 void ActiveStream::completeFilters() {
   if (filters_completed_) return;
   filters_completed_ = true;
-  for (auto& f : filters_) f->onStreamComplete();
+  for (size_t i = 0; i < filter_count_; ++i) filters_[i]->onStreamComplete();
 }
 
 // --- Router ----------------------------------------------------------------------------------
@@ -288,20 +297,19 @@ void ActiveStream::startAttempt() {
   attempt_active_ = true;
   endpoint_->runtime->active_requests.fetch_add(1, std::memory_order_relaxed);
   if (const config::RetryPolicy* p = retryPolicy(); p != nullptr && p->per_try_timeout) {
-    if (!per_try_timer_) {
-      per_try_timer_ = std::make_unique<Timer>(conn_.worker().loop(), [this] {
-        if (complete_ || !attempt_active_) return;
-        cluster_->stats->upstream_timeouts.inc();
-        cleanupUpstream();
-        endAttempt(false);
-        onTryFailed(resilience::FailureKind::Timeout, 504,
-                    "upstream " + endpoint_->key + " did not answer within per_try_timeout " +
-                        std::to_string(route_->config->retry->per_try_timeout->count()) + "ms");
-      });
-    }
-    per_try_timer_->enable(*p->per_try_timeout);
+    per_try_timeout_.arm(conn_.worker().timeouts(), *p->per_try_timeout);
   }
   connectAttempt(false);
+}
+
+void ActiveStream::onPerTryTimeout() {
+  if (complete_ || !attempt_active_) return;
+  cluster_->stats->upstream_timeouts.inc();
+  cleanupUpstream();
+  endAttempt(false);
+  onTryFailed(resilience::FailureKind::Timeout, 504,
+              "upstream " + endpoint_->key + " did not answer within per_try_timeout " +
+                  std::to_string(route_->config->retry->per_try_timeout->count()) + "ms");
 }
 
 void ActiveStream::connectAttempt(bool force_new_connection) {
@@ -313,7 +321,7 @@ void ActiveStream::connectAttempt(bool force_new_connection) {
 void ActiveStream::endAttempt(bool success, bool has_outcome) {
   if (!attempt_active_) return;
   attempt_active_ = false;
-  if (per_try_timer_) per_try_timer_->disable();
+  per_try_timeout_.cancel();
   endpoint_->runtime->active_requests.fetch_sub(1, std::memory_order_relaxed);
   if (endpoint_->breaker && permit_) {
     if (has_outcome) {

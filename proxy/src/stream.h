@@ -8,6 +8,7 @@
 // streams bodies both ways with flow control, and answers with the route's fallback or a local
 // reply when the request cannot be proxied (contract section 3).
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -22,6 +23,7 @@
 #include "resilience/resource_limits.h"
 #include "resilience/retry.h"
 #include "snapshot.h"
+#include "timeout_queue.h"
 #include "upstream.h"
 #include "uv_util.h"
 #include "worker.h"
@@ -35,6 +37,10 @@ const std::vector<const StreamFilterFactory*>& registeredFilterFactories();
 
 class ActiveStream : public UpstreamClient, public StreamFilterCallbacks, public Deletable {
  public:
+  // The chain's filters are held inline (no vector to allocate per request); the registry has
+  // fewer (a test checks), and start() refuses to run past this.
+  static constexpr size_t kMaxFilters = 8;
+
   ActiveStream(DownstreamConnection& conn, SnapshotConstSharedPtr snapshot,
                const ListenerInfo& listener, RequestHead&& head);
   ~ActiveStream() override;
@@ -123,7 +129,8 @@ class ActiveStream : public UpstreamClient, public StreamFilterCallbacks, public
   const ClusterInfo* cluster_ = nullptr;
 
   // Filter chain.
-  std::vector<StreamFilterPtr> filters_;
+  std::array<StreamFilterPtr, kMaxFilters> filters_;
+  size_t filter_count_ = 0;
   size_t next_filter_ = 0;
   bool in_chain_ = false;
   bool chain_resumed_ = false;
@@ -145,8 +152,10 @@ class ActiveStream : public UpstreamClient, public StreamFilterCallbacks, public
   bool stale_retry_done_ = false;
   bool counted_active_ = false;
   bool retries_disabled_ = false;  // answering from the fallback cluster: one try only
-  std::unique_ptr<Timer> per_try_timer_;
-  std::unique_ptr<Timer> backoff_timer_;
+  void onPerTryTimeout();
+  TimeoutQueue::Entry per_try_timeout_{
+      [](void* self) { static_cast<ActiveStream*>(self)->onPerTryTimeout(); }, this};
+  std::unique_ptr<Timer> backoff_timer_;  // jittered delays: a timer of its own, made on a retry
   std::optional<FallbackReason> fallback_reason_;  // set when a fallback cluster answers
 
   std::string upstream_head_;

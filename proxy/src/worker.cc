@@ -26,6 +26,7 @@ Worker::Worker(size_t id, std::shared_ptr<AccessLogger> access_log)
   uv_unref(reinterpret_cast<uv_handle_t*>(&check_));
   uv_idle_init(&loop_, &idle_);
   idle_.data = this;
+  timeouts_.emplace(&loop_);
 }
 
 Worker::~Worker() {
@@ -309,6 +310,8 @@ void Worker::stop() {
   uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&check_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&idle_), nullptr);
+  // Streams that close later unlink their entries from it; nothing expires any more.
+  timeouts_->close();
   // Pools are freed once their connections' close callbacks ran: after the loop ends.
   uv_stop(&loop_);
 }

@@ -11,6 +11,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
@@ -20,6 +21,7 @@
 #include "lb/load_balancer.h"
 #include "request_head.h"
 #include "snapshot.h"
+#include "timeout_queue.h"
 
 namespace remora {
 
@@ -67,6 +69,8 @@ class Worker {
   // Loop-thread accessors.
   size_t id() const { return id_; }
   uv_loop_t* loop() { return &loop_; }
+  // Per-request timeouts of a few fixed durations (per-try timeouts): no timer object each.
+  TimeoutQueue& timeouts() { return *timeouts_; }
   const SnapshotConstSharedPtr& snapshot() const { return snapshot_; }
   bool draining() const { return draining_; }
   ConnectionPool& pool(const EndpointInfo& endpoint);
@@ -109,6 +113,7 @@ class Worker {
   uv_async_t async_;
   uv_check_t check_;
   uv_idle_t idle_;
+  std::optional<TimeoutQueue> timeouts_;  // made once loop_ is initialized
   std::thread thread_;
 
   std::mutex queue_mutex_;
