@@ -15,10 +15,12 @@
 #include "remora/filter.h"
 #include "resilience/bulkhead.h"
 #include "stats.h"
+#include "thread_recycled.h"
 
 namespace remora::filters {
 
-class BulkheadFilter : public StreamFilter {
+// One per request of a cluster with a bulkhead: recycled per thread like the stream.
+class BulkheadFilter : public StreamFilter, public ThreadRecycled<BulkheadFilter> {
  public:
   BulkheadFilter(std::shared_ptr<resilience::Bulkhead> bulkhead, ClusterStats& stats)
       : bulkhead_(std::move(bulkhead)), stats_(stats) {}

@@ -8,10 +8,12 @@
 #include "remora/filter.h"
 #include "resilience/token_bucket.h"
 #include "stats.h"
+#include "thread_recycled.h"
 
 namespace remora::filters {
 
-class RateLimitFilter : public StreamFilter {
+// One per request of a route with a rate limit: recycled per thread like the stream.
+class RateLimitFilter : public StreamFilter, public ThreadRecycled<RateLimitFilter> {
  public:
   RateLimitFilter(std::shared_ptr<resilience::TokenBucket> bucket, RouteStats& stats)
       : bucket_(std::move(bucket)), stats_(stats) {}

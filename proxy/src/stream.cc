@@ -59,61 +59,7 @@ const char* failureName(UpstreamFailure f) {
   return "failure";
 }
 
-// Freed ActiveStream blocks of this thread (a worker), for ActiveStream::operator new. Not used
-// under AddressSanitizer, which must see every stream freed to catch a use after free.
-#if defined(__SANITIZE_ADDRESS__)
-#define REMORA_UNDER_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define REMORA_UNDER_ASAN 1
-#endif
-#endif
-#if defined(REMORA_UNDER_ASAN)
-constexpr size_t kMaxFreeStreams = 0;
-#else
-constexpr size_t kMaxFreeStreams = 1024;
-#endif
-
-struct FreeStreamBlocks {
-  struct Block {
-    Block* next;
-  };
-  Block* head = nullptr;
-  size_t count = 0;
-  ~FreeStreamBlocks() {
-    while (head != nullptr) {
-      Block* b = head;
-      head = b->next;
-      ::operator delete(b);
-    }
-  }
-};
-thread_local FreeStreamBlocks t_free_streams;
-
 }  // namespace
-
-void* ActiveStream::operator new(size_t size) {
-  FreeStreamBlocks& f = t_free_streams;
-  if (size == sizeof(ActiveStream) && f.head != nullptr) {
-    FreeStreamBlocks::Block* b = f.head;
-    f.head = b->next;
-    --f.count;
-    return b;
-  }
-  return ::operator new(size);
-}
-
-void ActiveStream::operator delete(void* p, size_t size) {
-  FreeStreamBlocks& f = t_free_streams;
-  if (size == sizeof(ActiveStream) && f.count < kMaxFreeStreams) {
-    auto* b = static_cast<FreeStreamBlocks::Block*>(p);
-    b->next = f.head;
-    f.head = b;
-    ++f.count;
-    return;
-  }
-  ::operator delete(p);
-}
 
 ActiveStream::ActiveStream(DownstreamConnection& conn, SnapshotConstSharedPtr snapshot,
                            const ListenerInfo& listener, RequestHead&& head)

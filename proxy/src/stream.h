@@ -23,6 +23,7 @@
 #include "resilience/resource_limits.h"
 #include "resilience/retry.h"
 #include "snapshot.h"
+#include "thread_recycled.h"
 #include "timeout_queue.h"
 #include "upstream.h"
 #include "uv_util.h"
@@ -35,7 +36,12 @@ class DownstreamConnection;
 // The registered filter factories, in chain order (filters/registry.cc).
 const std::vector<const StreamFilterFactory*>& registeredFilterFactories();
 
-class ActiveStream : public UpstreamClient, public StreamFilterCallbacks, public Deletable {
+// Streams come and go at the request rate, always on their worker's thread: freed ones are kept
+// per thread and reused (ThreadRecycled), so creating one does not call malloc.
+class ActiveStream : public UpstreamClient,
+                     public StreamFilterCallbacks,
+                     public Deletable,
+                     public ThreadRecycled<ActiveStream> {
  public:
   // The chain's filters are held inline (no vector to allocate per request); the registry has
   // fewer (a test checks), and start() refuses to run past this.
@@ -44,11 +50,6 @@ class ActiveStream : public UpstreamClient, public StreamFilterCallbacks, public
   ActiveStream(DownstreamConnection& conn, SnapshotConstSharedPtr snapshot,
                const ListenerInfo& listener, RequestHead&& head);
   ~ActiveStream() override;
-
-  // Streams come and go at the request rate, always on their worker's thread: freed ones are
-  // kept in a per-thread list and reused, so creating one does not call malloc.
-  static void* operator new(size_t size);
-  static void operator delete(void* p, size_t size);
 
   void start();
   void onRequestBody(const char* data, size_t len);
