@@ -60,7 +60,7 @@ struct DiscoveryClient::Stream {
     if (o == nullptr) return;
     if (is_ack) {
       if (!why.empty()) spdlog::debug("control plane ACK connection closed: {}", why);
-      o->onAckConnectionClosed(this, false);
+      o->onAckConnectionClosed(this);
     } else {
       o->onStreamClosed(why);
     }
@@ -697,7 +697,7 @@ void DiscoveryClient::flushAcks() {
   s->open(server_, tls_);
 }
 
-void DiscoveryClient::onAckConnectionClosed(Stream* s, bool /*answered_all*/) {
+void DiscoveryClient::onAckConnectionClosed(Stream* s) {
   if (ack_stream_ == s) ack_stream_ = nullptr;
   if (!ack_in_flight_) return;  // an idle connection closed: the next ACK opens another
   ack_in_flight_ = false;

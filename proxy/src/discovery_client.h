@@ -71,7 +71,7 @@ class DiscoveryClient {
   void sendAck(const std::string& version, const std::string& nonce, const std::string& error);
   // Sends the oldest queued ACK/NACK on the ACK connection, opening it if needed.
   void flushAcks();
-  void onAckConnectionClosed(Stream* s, bool answered_all);
+  void onAckConnectionClosed(Stream* s);
   std::string authHeader();
 
   uv_loop_t* loop_;

@@ -15,10 +15,6 @@ namespace {
 
 constexpr size_t kTenMiB = 10u << 20;
 
-nlohmann::json parseJson(const std::string& body) {
-  return nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
-}
-
 class FakeUpstreamTest : public ::testing::Test {
  protected:
   void SetUp() override { ASSERT_TRUE(up_.start()); }

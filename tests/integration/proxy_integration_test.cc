@@ -45,10 +45,6 @@ clusters:
       - { address: ${UP} }
 )";
 
-nlohmann::json parseJson(const std::string& body) {
-  return nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
-}
-
 class ProxyTest : public ::testing::Test {
  protected:
   void SetUp() override {

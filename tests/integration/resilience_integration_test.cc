@@ -28,10 +28,6 @@
 namespace remora::itest {
 namespace {
 
-nlohmann::json parseJson(const std::string& body) {
-  return nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
-}
-
 class ResilienceTest : public ::testing::Test {
  protected:
   void SetUp() override {

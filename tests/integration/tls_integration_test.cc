@@ -22,10 +22,6 @@ namespace {
 using remora::testing::IssuedCert;
 using remora::testing::TestCa;
 
-nlohmann::json parseJson(const std::string& body) {
-  return nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
-}
-
 // An inbound sidecar: TLS (optionally mTLS) in front of fake upstream ${UP}. Routes: callers whose
 // certificate says spiffe://mesh/web reach /admin-only; everyone else only the rest.
 constexpr std::string_view kInbound = R"(

@@ -138,4 +138,8 @@ std::filesystem::path TempDir::writeFile(std::string_view name, std::string_view
   return p;
 }
 
+nlohmann::json parseJson(const std::string& body) {
+  return nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+}
+
 }  // namespace remora::itest

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 
@@ -34,6 +35,9 @@ std::string readFile(const std::filesystem::path& path);
 // Writes `content` to `path` atomically (temp file + rename), so a process reloading the file
 // never sees half of it.
 bool writeFileAtomic(const std::filesystem::path& path, std::string_view content);
+
+// An admin or fake-upstream JSON body; a discarded value (is_discarded()) when it is not JSON.
+nlohmann::json parseJson(const std::string& body);
 
 // The last `max_lines` lines of `text`.
 std::string tailLines(std::string_view text, size_t max_lines);
