@@ -57,7 +57,7 @@ BENCH_PROXY_CPU ?= 0.5
 BENCH_CAP = $(if $(BENCH_PROXY_CPU),--proxy-cpu $(BENCH_PROXY_CPU))
 bench: build
 	@python3 perf/bench.py $(BENCH_CAP)
-	@python3 perf/bench_tls.py
+	@python3 perf/bench_tls.py $(BENCH_CAP)
 	@python3 perf/alloc_count.py
 
 # The same table with no CPU quota: each proxy may use its whole core (perf/README.md says when
@@ -82,7 +82,7 @@ bench-control: build
 
 # TLS termination: Remora vs HAProxy with the same certificate (TLS req/s and handshakes/s).
 bench-tls: build
-	@python3 perf/bench_tls.py
+	@python3 perf/bench_tls.py $(BENCH_CAP)
 
 # Google Benchmark: parse+route+rewrite, LB pick, breaker, stats; with allocations per operation.
 bench-micro: build

@@ -96,9 +96,15 @@ def main(argv: list[str]) -> int:
     p.add_argument("--quick", action="store_true", help="1 round of 3 s (a smoke run)")
     p.add_argument("--build-dir", default=str(B.REPO / "build"))
     p.add_argument("--output", default=str(RESULTS))
+    p.add_argument("--proxy-cpu", type=float, default=None, metavar="CORES",
+                   help="cap each proxy at CORES of CPU time (CFS quota, a cgroup each, root; "
+                        "0.1 to 1), as bench.py --proxy-cpu (default: no cap)")
     args = p.parse_args(argv)
     if args.quick:
         args.rounds, args.duration = 1, 3
+    if args.proxy_cpu is not None and not 0.1 <= args.proxy_cpu <= 1:
+        print("bench_tls: --proxy-cpu: cores per proxy, from 0.1 to 1", file=sys.stderr)
+        return 2
     remora_bin = Path(args.build_dir) / "remora"
     if not remora_bin.exists():
         print(f"bench_tls: {remora_bin} not found; run `make build` first", file=sys.stderr)
@@ -129,14 +135,19 @@ def main(argv: list[str]) -> int:
 
         port_r, admin_r, port_h = B.free_ports(3)
         (tmp / "remora.yaml").write_text(remora_tls_conf(port_r, admin_r, up_port, cert, key))
+        def limit(name: str) -> B.CpuLimit | None:
+            return B.CpuLimit(name, args.proxy_cpu) if args.proxy_cpu is not None else None
+
         remora = B.Server("remora-tls", pin.prefix(pin.proxy) + [str(remora_bin), "--config",
-                          str(tmp / "remora.yaml")], tmp / "remora.log")
+                          str(tmp / "remora.yaml")], tmp / "remora.log",
+                          cpu_limit=limit("remora-tls"))
         servers.append(remora)
         remora.start()
         B.wait_ready(remora, B.admin_ready(admin_r), "remora /ready", B.READY_TIMEOUT_S)
         (tmp / "haproxy.cfg").write_text(haproxy_tls_conf(port_h, up_port, combined))
         haproxy = B.Server("haproxy-tls", pin.prefix(pin.proxy) + ["haproxy", "-db", "-f",
-                           str(tmp / "haproxy.cfg")], tmp / "haproxy.log")
+                           str(tmp / "haproxy.cfg")], tmp / "haproxy.log",
+                           cpu_limit=limit("haproxy-tls"))
         servers.append(haproxy)
         haproxy.start()
         targets = {"remora-tls": port_r, "haproxy-tls": port_h}
@@ -161,7 +172,10 @@ def main(argv: list[str]) -> int:
 
         lines = [f"# TLS: Remora vs HAProxy ({started:%Y-%m-%d %H:%M %Z})", "",
                  f"Machine: {os.cpu_count()} CPUs ({B.cpu_model()}), load average at start {load}; "
-                 f"{pin.describe()}. One worker/thread each, ECDSA P-256 certificate, TLS 1.3, "
+                 f"{pin.describe()}. "
+                 + ("No CPU quota. " if args.proxy_cpu is None else
+                    f"Each proxy under a {args.proxy_cpu:g}-core CFS quota (--proxy-cpu). ")
+                 + "One worker/thread each, ECDSA P-256 certificate, TLS 1.3, "
                  f"wrk -t2 -c64, {args.rounds} rounds of {args.duration} s, medians.", "",
                  "| scenario | Remora req/s | HAProxy req/s | Remora/HAProxy | Remora p99 ms | HAProxy p99 ms |",
                  "|---|---|---|---|---|---|"]
