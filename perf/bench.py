@@ -622,7 +622,6 @@ class CpuLimit:
     PERIOD_US = 10_000
 
     def __init__(self, name: str, cores: float):
-        self.cores = cores
         quota = int(cores * self.PERIOD_US)  # >= 1,000 us, the kernel's least (--proxy-cpu >= 0.1)
         v2 = Path("/sys/fs/cgroup/cgroup.controllers").exists()
         root = Path("/sys/fs/cgroup") if v2 else Path("/sys/fs/cgroup/cpu")
@@ -639,9 +638,10 @@ class CpuLimit:
                 (self.path / "cpu.cfs_period_us").write_text(str(self.PERIOD_US))
                 (self.path / "cpu.cfs_quota_us").write_text(str(quota))
         except OSError as e:
-            raise SetupError(f"--proxy-cpu needs a writable cgroup CPU controller (root, "
-                             f"{root}): {e}; run without --proxy-cpu") from e
-        self.v2 = v2
+            self.remove()
+            raise SetupError(f"--proxy-cpu needs a writable cgroup CPU controller ({root}): {e}; "
+                             f"run as root, or without the quota (leave out --proxy-cpu; "
+                             f"`make bench BENCH_PROXY_CPU=`)") from e
 
     def enter(self) -> None:
         """Moves the calling process into the cgroup (run in the child, before exec)."""
