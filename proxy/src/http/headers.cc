@@ -82,8 +82,8 @@ void toLowerInPlace(std::string& s) {
     uint64_t x;
     std::memcpy(&x, p, 8);
     const uint64_t heptets = x & 0x7f7f7f7f7f7f7f7fULL;
-    const uint64_t above_z = heptets + 0x2525252525252525ULL;     // bit 7 set where > 'Z'
-    const uint64_t from_a = heptets + 0x3f3f3f3f3f3f3f3fULL;      // bit 7 set where >= 'A'
+    const uint64_t above_z = heptets + 0x2525252525252525ULL;  // bit 7 set where > 'Z'
+    const uint64_t from_a = heptets + 0x3f3f3f3f3f3f3f3fULL;   // bit 7 set where >= 'A'
     const uint64_t upper = ~x & (from_a & ~above_z) & 0x8080808080808080ULL;
     x |= upper >> 2;
     std::memcpy(p, &x, 8);
