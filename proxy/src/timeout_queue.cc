@@ -2,6 +2,8 @@
 
 #include <limits>
 
+#include "uv_util.h"
+
 namespace remora {
 
 void TimeoutQueue::Entry::arm(TimeoutQueue& queue, std::chrono::milliseconds timeout) {
@@ -15,21 +17,12 @@ void TimeoutQueue::Entry::cancel() {
   if (queue_ != nullptr) queue_->unlink(*this);
 }
 
-TimeoutQueue::TimeoutQueue(uv_loop_t* loop) : loop_(loop), timer_(new uv_timer_t) {
-  uv_timer_init(loop_, timer_);
-  timer_->data = this;
-}
+TimeoutQueue::TimeoutQueue(uv_loop_t* loop)
+    : loop_(loop), timer_(std::make_unique<Timer>(loop, [this] { expire(); })) {}
 
-TimeoutQueue::~TimeoutQueue() { close(); }
+TimeoutQueue::~TimeoutQueue() = default;
 
-void TimeoutQueue::close() {
-  if (timer_ == nullptr) return;
-  uv_timer_stop(timer_);
-  timer_->data = nullptr;
-  uv_close(reinterpret_cast<uv_handle_t*>(timer_),
-           [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
-  timer_ = nullptr;
-}
+void TimeoutQueue::close() { timer_.reset(); }
 
 void TimeoutQueue::insert(Entry& e, uint64_t duration) {
   size_t index = lists_.size();
@@ -60,10 +53,7 @@ void TimeoutQueue::insert(Entry& e, uint64_t duration) {
   list.tail = &e;
   ++size_;
   // The new entry expires last in its list; it moves the timer only when it is due before it.
-  if (timer_ != nullptr &&
-      (uv_is_active(reinterpret_cast<uv_handle_t*>(timer_)) == 0 || e.deadline_ < timer_due_)) {
-    rearm();
-  }
+  if (timer_ != nullptr && (!timer_->enabled() || e.deadline_ < timer_due_)) rearm();
 }
 
 void TimeoutQueue::unlink(Entry& e) {
@@ -92,12 +82,12 @@ void TimeoutQueue::rearm() {
     if (list.head != nullptr && list.head->deadline_ < earliest) earliest = list.head->deadline_;
   }
   if (earliest == std::numeric_limits<uint64_t>::max()) {
-    uv_timer_stop(timer_);
+    timer_->disable();
     return;
   }
   const uint64_t now = uv_now(loop_);
   timer_due_ = earliest;
-  uv_timer_start(timer_, &TimeoutQueue::onTimer, earliest > now ? earliest - now : 0, 0);
+  timer_->enable(std::chrono::milliseconds(earliest > now ? earliest - now : 0));
 }
 
 void TimeoutQueue::expire() {
@@ -115,11 +105,6 @@ void TimeoutQueue::expire() {
     }
   }
   rearm();
-}
-
-void TimeoutQueue::onTimer(uv_timer_t* timer) {
-  auto* self = static_cast<TimeoutQueue*>(timer->data);
-  if (self != nullptr) self->expire();
 }
 
 }  // namespace remora

@@ -17,9 +17,12 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 namespace remora {
+
+class Timer;
 
 class TimeoutQueue {
  public:
@@ -51,7 +54,7 @@ class TimeoutQueue {
   };
 
   explicit TimeoutQueue(uv_loop_t* loop);
-  // close() if not done yet. Entries still armed must not outlive the queue.
+  // Entries still armed must not outlive the queue.
   ~TimeoutQueue();
   TimeoutQueue(const TimeoutQueue&) = delete;
   TimeoutQueue& operator=(const TimeoutQueue&) = delete;
@@ -76,11 +79,10 @@ class TimeoutQueue {
   void unlink(Entry& e);
   void rearm();
   void expire();
-  static void onTimer(uv_timer_t* timer);
 
   uv_loop_t* loop_;
-  uv_timer_t* timer_;       // heap: freed in its close callback; null once closed
-  uint64_t timer_due_ = 0;  // when the armed uv timer fires; meaningful while it is active
+  std::unique_ptr<Timer> timer_;  // null once closed
+  uint64_t timer_due_ = 0;        // when the armed timer fires; meaningful while it is enabled
   std::vector<List> lists_;
   size_t size_ = 0;
   uint64_t arm_count_ = 0;
