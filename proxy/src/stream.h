@@ -102,6 +102,8 @@ class ActiveStream : public UpstreamClient,
   void onTryFailed(resilience::FailureKind kind, int status, const std::string& detail);
   bool retryAllowed();
   void scheduleRetry();
+  // The try's per_try_timeout expired (per_try_timeout_'s callback).
+  void onPerTryTimeout();
   void buildUpstreamHead();
   void sendBody();
   void sendBodyEnd();
@@ -153,7 +155,6 @@ class ActiveStream : public UpstreamClient,
   bool stale_retry_done_ = false;
   bool counted_active_ = false;
   bool retries_disabled_ = false;  // answering from the fallback cluster: one try only
-  void onPerTryTimeout();
   TimeoutQueue::Entry per_try_timeout_{
       [](void* self) { static_cast<ActiveStream*>(self)->onPerTryTimeout(); }, this};
   std::unique_ptr<Timer> backoff_timer_;  // jittered delays: a timer of its own, made on a retry
