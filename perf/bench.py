@@ -109,6 +109,17 @@ def parse_duration_s(text: str) -> int:
     return int(m.group(1)) * (60 if m.group(2) == "m" else 1)
 
 
+def proxy_cpu_cores(text: str) -> float:
+    """--proxy-cpu: cores per proxy worker, 0.1 (the kernel's least quota, 1 ms per 10 ms) to 1."""
+    try:
+        cores = float(text)
+    except ValueError:
+        cores = -1.0
+    if not 0.1 <= cores <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: cores per proxy worker, from 0.1 to 1")
+    return cores
+
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -1132,7 +1143,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--remora", default=envd("REMORA_BIN", str(REPO / "build" / "remora")),
                    help="Remora binary (default: build/remora)")
     p.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
-    p.add_argument("--proxy-cpu", type=float, default=None, metavar="CORES",
+    p.add_argument("--proxy-cpu", type=proxy_cpu_cores, default=None, metavar="CORES",
                    help="cap every proxy worker at CORES of CPU time (cgroup CFS quota, root), "
                         "0.1 to 1, e.g. 0.5: the proxy becomes the bottleneck on a machine too small to "
                         "out-run it (default: no cap)")
@@ -1159,8 +1170,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         p.error("--connections: positive and >= --threads")
     if a.rounds < 1 or a.threads < 1:
         p.error("--rounds and --threads must be >= 1")
-    if a.proxy_cpu is not None and not 0.1 <= a.proxy_cpu <= 1:
-        p.error("--proxy-cpu: cores per proxy worker, from 0.1 to 1")
     return a
 
 

@@ -96,15 +96,12 @@ def main(argv: list[str]) -> int:
     p.add_argument("--quick", action="store_true", help="1 round of 3 s (a smoke run)")
     p.add_argument("--build-dir", default=str(B.REPO / "build"))
     p.add_argument("--output", default=str(RESULTS))
-    p.add_argument("--proxy-cpu", type=float, default=None, metavar="CORES",
+    p.add_argument("--proxy-cpu", type=B.proxy_cpu_cores, default=None, metavar="CORES",
                    help="cap each proxy at CORES of CPU time (CFS quota, a cgroup each, root; "
                         "0.1 to 1), as bench.py --proxy-cpu (default: no cap)")
     args = p.parse_args(argv)
     if args.quick:
         args.rounds, args.duration = 1, 3
-    if args.proxy_cpu is not None and not 0.1 <= args.proxy_cpu <= 1:
-        print("bench_tls: --proxy-cpu: cores per proxy, from 0.1 to 1", file=sys.stderr)
-        return 2
     remora_bin = Path(args.build_dir) / "remora"
     if not remora_bin.exists():
         print(f"bench_tls: {remora_bin} not found; run `make build` first", file=sys.stderr)
@@ -192,6 +189,9 @@ def main(argv: list[str]) -> int:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(md + "\n")
         return 0
+    except B.SetupError as e:  # a server that did not start, or a cgroup that cannot be made
+        B.log(f"bench_tls: error: {e}")
+        return 2
     except KeyboardInterrupt:
         return 130
     finally:
