@@ -88,6 +88,17 @@ TEST(HeaderMapTest, ClearKeepingUpToFreesWhatAnOutlierLeft) {
   h.clearKeepingUpTo(16 * 1024);
   EXPECT_EQ(h.memoryBytes(), small);  // a typical map keeps its memory
 
+  // A map that grew and was then moved (a recycled request head) is still measured and freed.
+  h.add("cookie", std::string(50000, 'c'));
+  HeaderMap moved(std::move(h));
+  moved.clearKeepingUpTo(16 * 1024);
+  EXPECT_LT(moved.memoryBytes(), 16u * 1024);
+  moved.add("cookie", std::string(50000, 'c'));
+  HeaderMap assigned;
+  assigned = std::move(moved);
+  assigned.clearKeepingUpTo(16 * 1024);
+  EXPECT_LT(assigned.memoryBytes(), 16u * 1024);
+
   std::string s(50000, 'x');
   clearKeepingUpTo(s, 4096);
   EXPECT_TRUE(s.empty());

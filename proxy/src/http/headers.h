@@ -31,18 +31,22 @@ class HeaderMap {
     }
     return *this;
   }
+  // A move hands over the memory as it is, measured or not: a recycled request head moves twice
+  // per request, and must not make clearKeepingUpTo() measure every entry again each time.
   HeaderMap(HeaderMap&& other) noexcept
-      : entries_(std::move(other.entries_)), size_(other.size_), grew_(true) {
+      : entries_(std::move(other.entries_)), size_(other.size_), grew_(other.grew_) {
     other.entries_.clear();
     other.size_ = 0;
+    other.grew_ = false;
   }
   HeaderMap& operator=(HeaderMap&& other) noexcept {
     if (this != &other) {
       entries_ = std::move(other.entries_);
       size_ = other.size_;
-      grew_ = true;
+      grew_ = other.grew_;
       other.entries_.clear();
       other.size_ = 0;
+      other.grew_ = false;
     }
     return *this;
   }
