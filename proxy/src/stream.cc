@@ -488,7 +488,7 @@ void ActiveStream::onUpstreamReset(UpstreamFailure reason, const std::string& de
                   endpoint_->key + " (" + detail + ")");
 }
 
-void ActiveStream::onResponseHeaders(int status, http::HeaderMap& headers, bool chunked,
+void ActiveStream::onResponseHeaders(int status, const http::HeaderBlock& headers, bool chunked,
                                      bool has_content_length, uint64_t content_length) {
   if (complete_) return;
   cluster_->stats->upstream_requests.inc(status);
@@ -516,9 +516,6 @@ void ActiveStream::onResponseHeaders(int status, http::HeaderMap& headers, bool 
   response_status_ = status;
   std::string cl_value;
   if (has_content_length) cl_value = std::to_string(content_length);
-  http::removeHopByHopHeaders(headers);
-  // Ours replaces an inner proxy's (a Remora sidecar upstream): one x-remora-attempts, this hop's.
-  headers.remove("x-remora-attempts");
 
   bool no_body = head_.method == "HEAD" || status == 204 || status == 304;
   bool client_11 = head_.http_minor >= 1;
@@ -536,10 +533,12 @@ void ActiveStream::onResponseHeaders(int status, http::HeaderMap& headers, bool 
 
   std::string& out = response_head_;
   out = conn_.worker().takeBuffer();
-  out.reserve(256 + headers.size() * 48);
+  out.reserve(256 + headers.bytes());
   out.append("HTTP/1.1 "sv).append(std::to_string(status)).append(" "sv);
   out.append(http::reasonPhrase(status)).append("\r\n"sv);
-  http::serializeHeaders(headers, out);
+  // Hop-by-hop headers are this hop's; ours replaces an inner proxy's x-remora-attempts (a Remora
+  // sidecar upstream): one, this hop's.
+  headers.appendForwarded(out, "x-remora-attempts");
   if (has_content_length && (framing_ == Framing::ContentLength || no_body) && status != 204) {
     out.append("content-length: "sv).append(cl_value).append("\r\n"sv);
   } else if (framing_ == Framing::Chunked) {

@@ -78,7 +78,7 @@ class ActiveStream : public UpstreamClient,
   // UpstreamClient
   void onPoolReady(UpstreamConnection& conn) override;
   void onPoolFailure(UpstreamFailure reason, const std::string& detail) override;
-  void onResponseHeaders(int status, http::HeaderMap& headers, bool chunked,
+  void onResponseHeaders(int status, const http::HeaderBlock& headers, bool chunked,
                          bool has_content_length, uint64_t content_length) override;
   void onResponseBody(const char* data, size_t len) override;
   void onResponseComplete() override;

@@ -25,7 +25,9 @@ UpstreamConnection::UpstreamConnection(ConnectionPool& pool, Worker& worker)
   llhttp_settings_init(&settings_);
   settings_.on_message_begin = &UpstreamConnection::onMessageBegin;
   settings_.on_header_field = &UpstreamConnection::onHeaderField;
+  settings_.on_header_field_complete = &UpstreamConnection::onHeaderFieldComplete;
   settings_.on_header_value = &UpstreamConnection::onHeaderValue;
+  settings_.on_header_value_complete = &UpstreamConnection::onHeaderValueComplete;
   settings_.on_headers_complete = &UpstreamConnection::onHeadersComplete;
   settings_.on_body = &UpstreamConnection::onBody;
   settings_.on_message_complete = &UpstreamConnection::onMessageComplete;
@@ -168,9 +170,6 @@ void UpstreamConnection::attach(UpstreamClient* client) {
 void UpstreamConnection::resetParserState() {
   // A pooled connection keeps this memory between responses, bounded to what a typical one needs.
   headers_.clearKeepingUpTo(16 * 1024);
-  http::clearKeepingUpTo(field_, 1024);
-  http::clearKeepingUpTo(value_, 4 * 1024);
-  in_value_ = false;
   interim_ = false;
 }
 
@@ -342,33 +341,28 @@ int UpstreamConnection::onMessageBegin(llhttp_t* p) {
 
 int UpstreamConnection::onHeaderField(llhttp_t* p, const char* at, size_t len) {
   auto* self = fromParser(p);
-  if (self->in_value_) {
-    http::toLowerInPlace(self->field_);
-    self->headers_.add(self->field_, self->value_);
-    self->field_.clear();
-    self->value_.clear();
-    self->in_value_ = false;
-  }
-  self->field_.append(at, len);
-  return self->field_.size() > kMaxResponseHeaderBytes ? -1 : 0;
+  self->headers_.appendName(at, len);
+  return self->headers_.bytes() > kMaxResponseHeaderBytes ? -1 : 0;
+}
+
+int UpstreamConnection::onHeaderFieldComplete(llhttp_t* p) {
+  fromParser(p)->headers_.nameComplete();
+  return 0;
 }
 
 int UpstreamConnection::onHeaderValue(llhttp_t* p, const char* at, size_t len) {
   auto* self = fromParser(p);
-  self->in_value_ = true;
-  self->value_.append(at, len);
-  return self->value_.size() > kMaxResponseHeaderBytes ? -1 : 0;
+  self->headers_.appendValue(at, len);
+  return self->headers_.bytes() > kMaxResponseHeaderBytes ? -1 : 0;
+}
+
+int UpstreamConnection::onHeaderValueComplete(llhttp_t* p) {
+  fromParser(p)->headers_.valueComplete();
+  return 0;
 }
 
 int UpstreamConnection::onHeadersComplete(llhttp_t* p) {
   auto* self = fromParser(p);
-  if (self->in_value_ || !self->field_.empty()) {
-    http::toLowerInPlace(self->field_);
-    self->headers_.add(self->field_, self->value_);
-    self->field_.clear();
-    self->value_.clear();
-    self->in_value_ = false;
-  }
   int status = p->status_code;
   if (status >= 100 && status < 200 && status != 101) {
     // Interim response (100 Continue, 103 Early Hints): the proxy answers 100-continue itself,

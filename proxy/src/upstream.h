@@ -41,9 +41,9 @@ class UpstreamClient {
   virtual ~UpstreamClient() = default;
   virtual void onPoolReady(UpstreamConnection& conn) = 0;
   virtual void onPoolFailure(UpstreamFailure reason, const std::string& detail) = 0;
-  // `status` >= 200 (interim 1xx responses are consumed by the connection). `headers` stay the
-  // connection's (their memory serves the next response); the client may modify them in the call.
-  virtual void onResponseHeaders(int status, http::HeaderMap& headers, bool chunked,
+  // `status` >= 200 (interim 1xx responses are consumed by the connection). `headers` are the
+  // connection's and valid during the call only (their memory serves the next response).
+  virtual void onResponseHeaders(int status, const http::HeaderBlock& headers, bool chunked,
                                  bool has_content_length, uint64_t content_length) = 0;
   virtual void onResponseBody(const char* data, size_t len) = 0;
   // The response ended; the connection has already gone back to the pool or been closed.
@@ -114,7 +114,9 @@ class UpstreamConnection : public WriteCallbacks {
 
   static int onMessageBegin(llhttp_t* p);
   static int onHeaderField(llhttp_t* p, const char* at, size_t len);
+  static int onHeaderFieldComplete(llhttp_t* p);
   static int onHeaderValue(llhttp_t* p, const char* at, size_t len);
+  static int onHeaderValueComplete(llhttp_t* p);
   static int onHeadersComplete(llhttp_t* p);
   static int onBody(llhttp_t* p, const char* at, size_t len);
   static int onMessageComplete(llhttp_t* p);
@@ -130,10 +132,7 @@ class UpstreamConnection : public WriteCallbacks {
   StreamWriter writer_;
   llhttp_t parser_;
   llhttp_settings_t settings_;
-  http::HeaderMap headers_;
-  std::string field_;
-  std::string value_;
-  bool in_value_ = false;
+  http::HeaderBlock headers_;
   bool interim_ = false;
   bool response_started_ = false;
   bool response_complete_ = false;

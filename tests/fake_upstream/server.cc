@@ -750,6 +750,10 @@ Server::Next Server::handle(Connection& conn, const Request& req) {
   h += "x-connection-id: " + std::to_string(conn.id) + "\r\n";
   h += "x-connection-requests: " + std::to_string(conn_requests) + "\r\n";
   if (sized) h += "x-response-sha256: " + sha256Hex(body) + "\r\n";
+  for (const auto& [k, v] : req.headers) {
+    // Extra response lines, as given: the tests of what a proxy forwards from an upstream.
+    if (strcasecmp(k.c_str(), "x-fake-response-header") == 0) h += v + "\r\n";
+  }
   if (!statusAllowsBody(status)) {
     // No framing headers at all.
   } else if (chunked && !no_length) {

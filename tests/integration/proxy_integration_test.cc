@@ -493,6 +493,36 @@ TEST_F(ProxyTest, HopByHopHeadersRemovedAndForwardingHeadersAdded) {
   EXPECT_NE(id1, id2);
 }
 
+TEST_F(ProxyTest, HopByHopResponseHeadersRemovedEndToEndKept) {
+  startBasic();
+  HttpClient client = remora_.client();
+  Response r = client.get("/x", {{"x-fake-response-header", "Connection: keep-alive, X-Custom-Hop"},
+                                 {"x-fake-response-header", "Keep-Alive: timeout=5"},
+                                 {"x-fake-response-header", "Proxy-Connection: keep-alive"},
+                                 {"x-fake-response-header", "Upgrade: h2c"},
+                                 {"x-fake-response-header", "Trailer: x-checksum"},
+                                 {"x-fake-response-header", "Proxy-Authenticate: Basic"},
+                                 {"x-fake-response-header", "X-Custom-Hop: drop me"},
+                                 {"x-fake-response-header", "X-Remora-Attempts: 7"},
+                                 {"x-fake-response-header", "X-End-To-End: Keep Me"},
+                                 {"x-fake-response-header", "X-Empty:"}});
+  ASSERT_TRUE(r.ok()) << r.error;
+  ASSERT_EQ(r.status, 200);
+  for (const char* name : {"keep-alive", "proxy-connection", "upgrade", "trailer",
+                           "proxy-authenticate", "x-custom-hop"}) {
+    EXPECT_FALSE(r.headers.has(name)) << name << " reached the client";
+  }
+  // A proxy may send its own connection header, never the upstream's tokens.
+  EXPECT_EQ(r.header("connection").find("X-Custom-Hop"), std::string::npos);
+  EXPECT_EQ(r.headers.all("x-remora-attempts"), std::vector<std::string>{"1"})
+      << "the inner proxy's x-remora-attempts must be replaced by this hop's";
+  EXPECT_EQ(r.header("x-end-to-end"), "Keep Me");
+  EXPECT_TRUE(r.headers.has("x-empty"));
+  EXPECT_EQ(r.header("x-upstream-name"), "main");
+  EXPECT_EQ(r.headers.count("content-length"), 1u);
+  EXPECT_TRUE(r.keep_alive);
+}
+
 TEST_F(ProxyTest, ClientRequestIdIsKept) {
   startBasic();
   HttpClient client = remora_.client();

@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <initializer_list>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace remora::http {
@@ -198,6 +200,83 @@ TEST(HopByHopTest, TokensOfEveryConnectionHeaderAndOrderOfTheRest) {
   h.add("c", "3");
   removeHopByHopHeaders(h);
   EXPECT_EQ(names(h), (std::vector<std::string>{"a=1", "b=2", "Connection-Like=kept", "c=3"}));
+}
+
+// Feeds `lines` ({name pieces..., value pieces...} split at '|') as a parser would.
+HeaderBlock blockOf(std::initializer_list<std::pair<std::string, std::string>> lines) {
+  HeaderBlock b;
+  auto pieces = [](const std::string& s) {
+    std::vector<std::string> out;
+    size_t from = 0;
+    for (size_t bar; (bar = s.find('|', from)) != std::string::npos; from = bar + 1) {
+      out.push_back(s.substr(from, bar - from));
+    }
+    out.push_back(s.substr(from));
+    return out;
+  };
+  for (const auto& [name, value] : lines) {
+    for (const auto& p : pieces(name)) b.appendName(p.data(), p.size());
+    b.nameComplete();
+    if (!value.empty()) {
+      for (const auto& p : pieces(value)) b.appendValue(p.data(), p.size());
+    }
+    b.valueComplete();
+  }
+  return b;
+}
+
+TEST(HeaderBlockTest, PiecesMakeLowerCaseNamesAndValuesAsSent) {
+  HeaderBlock b = blockOf({{"Con|tent-Type", "text/|plain"}, {"X-EMPTY", ""}, {"ETag", "\"A-1\""}});
+  ASSERT_EQ(b.size(), 3u);
+  EXPECT_EQ(b.name(0), "content-type");
+  EXPECT_EQ(b.value(0), "text/plain");
+  EXPECT_EQ(b.name(1), "x-empty");
+  EXPECT_EQ(b.value(1), "");
+  EXPECT_EQ(b.name(2), "etag");
+  EXPECT_EQ(b.value(2), "\"A-1\"");  // values keep their case
+  std::string out;
+  b.appendForwarded(out, "x-none");
+  EXPECT_EQ(out, "content-type: text/plain\r\nx-empty: \r\netag: \"A-1\"\r\n");
+}
+
+TEST(HeaderBlockTest, ForwardsAllButHopByHopConnectionListedAndDropped) {
+  HeaderBlock b = blockOf({{"Server", "nginx"},
+                           {"Connection", "keep-alive, X-Secret"},
+                           {"Content-Length", "6"},
+                           {"X-Secret", "1"},
+                           {"Keep-Alive", "timeout=5"},
+                           {"X-Remora-Attempts", "2"},
+                           {"Date", "today"},
+                           {"Transfer-Encoding", "chunked"},
+                           {"Connection", "close,x-other"},
+                           {"X-Other", "2"},
+                           {"X-Public", "3"}});
+  std::string out = "HTTP/1.1 200 OK\r\n";
+  b.appendForwarded(out, "x-remora-attempts");
+  EXPECT_EQ(out, "HTTP/1.1 200 OK\r\nserver: nginx\r\ndate: today\r\nx-public: 3\r\n");
+}
+
+TEST(HeaderBlockTest, ClearKeepsTypicalMemoryAndFreesAnOutlier) {
+  HeaderBlock b = blockOf({{"a", "1"}});
+  b.clearKeepingUpTo(16 * 1024);
+  EXPECT_EQ(b.size(), 0u);
+  EXPECT_EQ(b.bytes(), 0u);
+  std::string big(50000, 'v');
+  b.appendName("x-big", 5);
+  b.nameComplete();
+  b.appendValue(big.data(), big.size());
+  b.valueComplete();
+  EXPECT_GT(b.bytes(), 50000u);
+  b.clearKeepingUpTo(16 * 1024);
+  EXPECT_EQ(b.bytes(), 0u);
+  // The next message starts clean, at offset 0.
+  b.appendName("B", 1);
+  b.nameComplete();
+  b.appendValue("2", 1);
+  b.valueComplete();
+  ASSERT_EQ(b.size(), 1u);
+  EXPECT_EQ(b.name(0), "b");
+  EXPECT_EQ(b.value(0), "2");
 }
 
 TEST(ReasonPhraseTest, KnownAndUnknown) {

@@ -73,11 +73,9 @@ void HeaderMap::remove(std::string_view name) {
   removeIf([&](const Entry& e) { return e.first == name; });
 }
 
-void toLowerInPlace(std::string& s) {
+void toLowerInPlace(char* p, size_t n) {
   // Eight bytes at a time: 0x20 is or-ed into exactly the bytes in 'A'..'Z' (bytes >= 0x80 are
   // left alone), the classic SWAR range test. Header names are short; this runs for every one.
-  char* p = s.data();
-  size_t n = s.size();
   for (; n >= 8; p += 8, n -= 8) {
     uint64_t x;
     std::memcpy(&x, p, 8);
@@ -116,14 +114,36 @@ bool isHopByHopHeader(std::string_view n) {
 
 namespace {
 
-// True when `name` is one of the comma-separated tokens of a Connection header value.
-bool listedIn(std::string_view connection_value, std::string_view name) {
+// Headers named in Connection are hop-by-hop for their message too (RFC 9110 7.6.1). Appends to
+// `listed` the tokens of one Connection value that name a header isHopByHopHeader() does not
+// already drop, lower-cased, each followed by ','. The usual values ("keep-alive", "close") add
+// nothing, so the usual message pays nothing per header for them.
+void appendConnectionTokens(std::string_view connection_value, std::string& listed) {
   std::string_view v = connection_value;
   while (!v.empty()) {
     size_t comma = v.find(',');
-    if (equalsIgnoreCase(trim(v.substr(0, comma)), name)) return true;
+    std::string_view token = trim(v.substr(0, comma));
+    if (!token.empty() && !equalsIgnoreCase(token, "close")) {
+      size_t at = listed.size();
+      listed.append(token);
+      toLowerInPlace(listed.data() + at, token.size());
+      if (isHopByHopHeader(std::string_view(listed).substr(at))) {
+        listed.resize(at);
+      } else {
+        listed.push_back(',');
+      }
+    }
     if (comma == std::string_view::npos) break;
     v.remove_prefix(comma + 1);
+  }
+}
+
+// True when the lower-case `name` is one of appendConnectionTokens()' tokens.
+bool listedIn(std::string_view listed, std::string_view name) {
+  while (!listed.empty()) {
+    size_t comma = listed.find(',');
+    if (listed.substr(0, comma) == name) return true;
+    listed.remove_prefix(comma + 1);
   }
   return false;
 }
@@ -131,17 +151,65 @@ bool listedIn(std::string_view connection_value, std::string_view name) {
 }  // namespace
 
 void removeHopByHopHeaders(HeaderMap& headers) {
-  // Headers listed in Connection are hop-by-hop for this message too (RFC 9110 7.6.1). The
-  // Connection values are copied first: removeIf() reorders entries as it goes.
+  // The tokens are copied first: removeIf() reorders entries as it goes.
   std::string listed;  // small values stay in the string's inline buffer: no allocation
   for (const auto& [name, value] : headers) {
-    if (name != "connection") continue;
-    if (!listed.empty()) listed.push_back(',');
-    listed.append(value);
+    if (name == "connection") appendConnectionTokens(value, listed);
   }
   headers.removeIf([&](const HeaderMap::Entry& e) {
     return isHopByHopHeader(e.first) || (!listed.empty() && listedIn(listed, e.first));
   });
+}
+
+void HeaderBlock::appendName(const char* at, size_t len) {
+  size_t from = buf_.size();
+  buf_.append(at, len);
+  toLowerInPlace(buf_.data() + from, len);
+}
+
+void HeaderBlock::nameComplete() {
+  name_end_ = static_cast<uint32_t>(buf_.size());
+  buf_.append(": ", 2);
+}
+
+void HeaderBlock::valueComplete() {
+  buf_.append("\r\n", 2);
+  uint32_t end = static_cast<uint32_t>(buf_.size());
+  lines_.push_back(Line{line_start_, name_end_, end});
+  line_start_ = end;
+}
+
+void HeaderBlock::clearKeepingUpTo(size_t keep_bytes) {
+  buf_.clear();
+  lines_.clear();
+  line_start_ = 0;
+  name_end_ = 0;
+  if (buf_.capacity() + lines_.capacity() * sizeof(Line) > keep_bytes) {
+    std::string().swap(buf_);
+    std::vector<Line>().swap(lines_);
+  }
+}
+
+void HeaderBlock::appendForwarded(std::string& out, std::string_view drop) const {
+  std::string listed;
+  for (size_t i = 0; i < lines_.size(); ++i) {
+    if (name(i) == "connection") appendConnectionTokens(value(i), listed);
+  }
+  out.reserve(out.size() + buf_.size());
+  // Runs of kept lines are contiguous in buf_: one append per run.
+  size_t run_start = 0;
+  size_t run_end = 0;
+  for (size_t i = 0; i < lines_.size(); ++i) {
+    std::string_view n = name(i);
+    if (isHopByHopHeader(n) || n == drop || (!listed.empty() && listedIn(listed, n))) {
+      if (run_end > run_start) out.append(buf_, run_start, run_end - run_start);
+      run_start = run_end = lines_[i].end;
+    } else {
+      if (run_end == run_start) run_start = lines_[i].start;
+      run_end = lines_[i].end;
+    }
+  }
+  if (run_end > run_start) out.append(buf_, run_start, run_end - run_start);
 }
 
 namespace {

@@ -3,6 +3,7 @@
 // HTTP/1.1 header storage and the header rules of RFC 9110 a proxy must apply.
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -87,13 +88,58 @@ class HeaderMap {
   bool grew_ = false;  // add() may have allocated since clearKeepingUpTo() last measured
 };
 
+// A message's header lines stored the way they are written, "name: value\r\n" one after the other
+// in one buffer, names lower-cased, with an index of where each line starts. It is for headers a
+// proxy only forwards (a response's): parsing appends each byte once, and forwarding copies runs of
+// kept lines, with no per-header strings to fill, reorder and clear (HAProxy's HTX and h2o keep
+// headers flat the same way).
+//
+// Fed by a parser in order: for each header, the name in one or more pieces, nameComplete(), the
+// value in one or more pieces (none for an empty value), valueComplete().
+class HeaderBlock {
+ public:
+  void appendName(const char* at, size_t len);  // lower-cased as it is stored
+  void nameComplete();
+  void appendValue(const char* at, size_t len) { buf_.append(at, len); }
+  void valueComplete();
+
+  size_t size() const { return lines_.size(); }
+  std::string_view name(size_t i) const {
+    return std::string_view(buf_).substr(lines_[i].start, lines_[i].name_end - lines_[i].start);
+  }
+  std::string_view value(size_t i) const {
+    return std::string_view(buf_).substr(lines_[i].name_end + 2,
+                                          lines_[i].end - lines_[i].name_end - 4);
+  }
+  // Bytes held, the line being parsed included: what a header size limit is checked against.
+  size_t bytes() const { return buf_.size(); }
+  // Drops every line; the memory stays for the next message unless it is more than `keep_bytes`.
+  void clearKeepingUpTo(size_t keep_bytes);
+
+  // Appends the lines a proxy forwards: all but the hop-by-hop ones (isHopByHopHeader, the
+  // framing headers included, and those named in Connection) and those named `drop`.
+  void appendForwarded(std::string& out, std::string_view drop) const;
+
+ private:
+  struct Line {
+    uint32_t start;     // the name
+    uint32_t name_end;  // ": " follows
+    uint32_t end;       // past the "\r\n"
+  };
+  std::string buf_;
+  std::vector<Line> lines_;
+  uint32_t line_start_ = 0;
+  uint32_t name_end_ = 0;
+};
+
 // s.clear(), freeing the memory when its capacity is more than `keep_bytes`.
 inline void clearKeepingUpTo(std::string& s, size_t keep_bytes) {
   s.clear();
   if (s.capacity() > keep_bytes) std::string().swap(s);
 }
 
-void toLowerInPlace(std::string& s);
+void toLowerInPlace(char* p, size_t n);
+inline void toLowerInPlace(std::string& s) { toLowerInPlace(s.data(), s.size()); }
 bool equalsIgnoreCase(std::string_view a, std::string_view b);
 
 // True for the hop-by-hop headers of RFC 9110 section 7.6.1 (plus the legacy ones proxies strip).
