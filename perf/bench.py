@@ -973,6 +973,14 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b not in (None, 0) else None
 
 
+def paired_ratio(a: list["WrkResult"], b: list["WrkResult"]) -> float | None:
+    """The median over rounds of a's req/s ÷ b's in the same round. Rounds are interleaved, so the
+    two runs of a pair are seconds apart: on a VM whose speed drifts over tens of seconds this
+    cancels the drift that a ratio of two medians keeps."""
+    pairs = [x.rps / y.rps for x, y in zip(a, b) if not x.problem and not y.problem and y.rps]
+    return statistics.median(pairs) if pairs else None
+
+
 def build_report(args, env: Env, targets: list[Target], results: dict, errors: list[str],
                  started: _dt.datetime, cmdline: str, versions: dict[str, str]) -> tuple[str, str]:
     """Returns (console text, markdown text)."""
@@ -1083,7 +1091,10 @@ def build_report(args, env: Env, targets: list[Target], results: dict, errors: l
                         rr = ratio(med[rn][0], med[base][0])
                         pr = ratio(med[rn][2], med[base][2])
                         er = ratio(med[rn][3], med[base][3])
-                        ratio_lines.append(f"{rn}/{base}: req/s {fmt_ratio(rr)}, p99 "
+                        paired = paired_ratio(results.get(key, {}).get(rn, []),
+                                              results.get(key, {}).get(base, []))
+                        ratio_lines.append(f"{rn}/{base}: req/s {fmt_ratio(rr)} (paired "
+                                           f"{fmt_ratio(paired)}), p99 "
                                            f"{fmt_ratio(pr)}, per core {fmt_ratio(er)}")
             if ratio_lines:
                 con.append("  ratios: " + " | ".join(ratio_lines))
@@ -1092,7 +1103,8 @@ def build_report(args, env: Env, targets: list[Target], results: dict, errors: l
             md.append("")
 
     md.append("How to read: medians over the rounds. Ratios: req/s above 1.00x = Remora serves more "
-              "requests per second; p99 below 1.00x = Remora's tail latency is lower. proxy/upstream CPU "
+              "requests per second; (paired) = the median of the per-round ratios, the steadier figure on a "
+              "machine whose speed drifts; p99 below 1.00x = Remora's tail latency is lower. proxy/upstream CPU "
               "= % of one core used during the run (a proxy near 100% is the bottleneck). spread = "
               "(max - min) / median of req/s over the rounds; a large spread means a noisy machine. "
               "req/s per proxy core = req/s / (proxy CPU / 100), median over rounds: what each proxy "
@@ -1129,9 +1141,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                "REMORA_BIN. Exit: 0 ok, 1 errors in a run, 2 setup error.")
     p.add_argument("--targets", default=envd("BENCH_TARGETS", ",".join(DEFAULT_TARGETS)),
                    help=f"comma-separated, from {','.join(ALL_TARGETS)} (default: %(default)s)")
-    p.add_argument("--rounds", type=int, default=int(envd("BENCH_ROUNDS", "3")),
+    p.add_argument("--rounds", type=int, default=int(envd("BENCH_ROUNDS", "9")),
                    help="interleaved rounds per scenario (default: %(default)s)")
-    p.add_argument("--duration", type=parse_duration_s, default=parse_duration_s(envd("BENCH_DURATION", "5")),
+    p.add_argument("--duration", type=parse_duration_s, default=parse_duration_s(envd("BENCH_DURATION", "2")),
                    help="seconds per wrk run, e.g. 5 or 5s (default: %(default)s)")
     p.add_argument("--warmup", type=parse_duration_s, default=parse_duration_s(envd("BENCH_WARMUP", "1")),
                    help="warm-up seconds per target and scenario (default: %(default)s)")
