@@ -51,17 +51,24 @@ DownstreamConnection::DownstreamConnection(Worker& worker, std::string listener_
     : worker_(worker),
       listener_name_(std::move(listener_name)),
       writer_(reinterpret_cast<uv_stream_t*>(&tcp_), *this) {
-  llhttp_settings_init(&settings_);
-  settings_.on_message_begin = &DownstreamConnection::onMessageBegin;
-  settings_.on_url = &DownstreamConnection::onUrl;
-  settings_.on_header_field = &DownstreamConnection::onHeaderField;
-  settings_.on_header_value = &DownstreamConnection::onHeaderValue;
-  settings_.on_headers_complete = &DownstreamConnection::onHeadersComplete;
-  settings_.on_body = &DownstreamConnection::onBody;
-  settings_.on_message_complete = &DownstreamConnection::onMessageComplete;
-  llhttp_init(&parser_, HTTP_REQUEST, &settings_);
+  llhttp_init(&parser_, HTTP_REQUEST, &kParserSettings);
   parser_.data = this;
 }
+
+// One table of callbacks for every connection (llhttp keeps a pointer to it): shared, it stays in
+// cache, and each connection is 208 bytes smaller.
+const llhttp_settings_t DownstreamConnection::kParserSettings = [] {
+  llhttp_settings_t s;
+  llhttp_settings_init(&s);
+  s.on_message_begin = &DownstreamConnection::onMessageBegin;
+  s.on_url = &DownstreamConnection::onUrl;
+  s.on_header_field = &DownstreamConnection::onHeaderField;
+  s.on_header_value = &DownstreamConnection::onHeaderValue;
+  s.on_headers_complete = &DownstreamConnection::onHeadersComplete;
+  s.on_body = &DownstreamConnection::onBody;
+  s.on_message_complete = &DownstreamConnection::onMessageComplete;
+  return s;
+}();
 
 DownstreamConnection::~DownstreamConnection() = default;
 

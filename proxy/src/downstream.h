@@ -101,7 +101,7 @@ class DownstreamConnection : public WriteCallbacks {
   int open_handles_ = 0;
   StreamWriter writer_;
   llhttp_t parser_;
-  llhttp_settings_t settings_;
+  static const llhttp_settings_t kParserSettings;
   TimerMode timer_mode_ = TimerMode::None;
   uint64_t timer_deadline_ = 0;  // uv_now() when timer_mode_ expires
   uint64_t timer_due_ = 0;       // uv_now() when the armed uv timer fires

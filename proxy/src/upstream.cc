@@ -22,18 +22,24 @@ UpstreamConnection* fromParser(llhttp_t* p) { return static_cast<UpstreamConnect
 
 UpstreamConnection::UpstreamConnection(ConnectionPool& pool, Worker& worker)
     : pool_(pool), worker_(worker), writer_(reinterpret_cast<uv_stream_t*>(&tcp_), *this) {
-  llhttp_settings_init(&settings_);
-  settings_.on_message_begin = &UpstreamConnection::onMessageBegin;
-  settings_.on_header_field = &UpstreamConnection::onHeaderField;
-  settings_.on_header_field_complete = &UpstreamConnection::onHeaderFieldComplete;
-  settings_.on_header_value = &UpstreamConnection::onHeaderValue;
-  settings_.on_header_value_complete = &UpstreamConnection::onHeaderValueComplete;
-  settings_.on_headers_complete = &UpstreamConnection::onHeadersComplete;
-  settings_.on_body = &UpstreamConnection::onBody;
-  settings_.on_message_complete = &UpstreamConnection::onMessageComplete;
-  llhttp_init(&parser_, HTTP_RESPONSE, &settings_);
+  llhttp_init(&parser_, HTTP_RESPONSE, &kParserSettings);
   parser_.data = this;
 }
+
+// Shared by every connection, as DownstreamConnection's.
+const llhttp_settings_t UpstreamConnection::kParserSettings = [] {
+  llhttp_settings_t s;
+  llhttp_settings_init(&s);
+  s.on_message_begin = &UpstreamConnection::onMessageBegin;
+  s.on_header_field = &UpstreamConnection::onHeaderField;
+  s.on_header_field_complete = &UpstreamConnection::onHeaderFieldComplete;
+  s.on_header_value = &UpstreamConnection::onHeaderValue;
+  s.on_header_value_complete = &UpstreamConnection::onHeaderValueComplete;
+  s.on_headers_complete = &UpstreamConnection::onHeadersComplete;
+  s.on_body = &UpstreamConnection::onBody;
+  s.on_message_complete = &UpstreamConnection::onMessageComplete;
+  return s;
+}();
 
 UpstreamConnection::~UpstreamConnection() = default;
 

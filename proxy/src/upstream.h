@@ -131,7 +131,7 @@ class UpstreamConnection : public WriteCallbacks {
   UpstreamClient* client_ = nullptr;
   StreamWriter writer_;
   llhttp_t parser_;
-  llhttp_settings_t settings_;
+  static const llhttp_settings_t kParserSettings;
   http::HeaderBlock headers_;
   bool interim_ = false;
   bool response_started_ = false;
