@@ -20,6 +20,9 @@
 //   - what the proxy forwards upstream is one well-formed HTTP/1.1 request per message: llhttp
 //     accepts it, header names are tokens, values hold no CR/LF/NUL, exactly one framing header at
 //     most and never both, at most one host, an origin-form target (request smuggling oracle);
+//   - what the client receives parses as HTTP/1.1 responses with one unambiguous framing, the
+//     proxy's own connection header only, no other hop-by-hop header, at most one
+//     x-remora-attempts (response smuggling oracle; ClientChecker, not for inputs with a HEAD);
 //   - every connection ends: the proxy answers and closes within a deadline;
 //   - after each input every gauge is back to zero: downstream and upstream connections, requests
 //     in flight per cluster and per endpoint, the clusters' resource limits (leak oracle).
@@ -45,6 +48,7 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -111,6 +115,105 @@ bool isTokenChar(char c) {
   if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return true;
   return std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
 }
+
+// --- What the client receives -----------------------------------------------------------------
+
+// Response smuggling oracle: whatever the upstream answered, what reaches the client must parse
+// as HTTP/1.1 responses with token header names, one unambiguous framing, the proxy's own
+// connection header only, no other hop-by-hop header of the upstream's, at most one
+// x-remora-attempts. (Skipped for inputs with a HEAD request: the body of a response to HEAD is
+// absent whatever its content-length says, which a parser that did not see the request cannot
+// know.)
+class ClientChecker {
+ public:
+  ClientChecker() {
+    llhttp_settings_init(&settings_);
+    settings_.on_message_begin = [](llhttp_t* p) {
+      auto* k = static_cast<ClientChecker*>(p->data);
+      k->headers_.clear();
+      k->field_.clear();
+      k->value_.clear();
+      return 0;
+    };
+    settings_.on_header_field = [](llhttp_t* p, const char* at, size_t len) {
+      static_cast<ClientChecker*>(p->data)->field_.append(at, len);
+      return 0;
+    };
+    settings_.on_header_value = [](llhttp_t* p, const char* at, size_t len) {
+      static_cast<ClientChecker*>(p->data)->value_.append(at, len);
+      return 0;
+    };
+    settings_.on_header_value_complete = [](llhttp_t* p) {
+      auto* k = static_cast<ClientChecker*>(p->data);
+      k->headers_.emplace_back(std::move(k->field_), std::move(k->value_));
+      k->field_.clear();
+      k->value_.clear();
+      return 0;
+    };
+    settings_.on_headers_complete = [](llhttp_t* p) {
+      static_cast<ClientChecker*>(p->data)->checkHead(p->status_code);
+      // 1xx, 204 and 304 never have a body, whatever content-length says (RFC 9110 6.4.1); 1
+      // tells llhttp so, as UpstreamConnection does.
+      int status = p->status_code;
+      return status < 200 || status == 204 || status == 304 ? 1 : 0;
+    };
+    llhttp_init(&parser_, HTTP_RESPONSE, &settings_);
+    parser_.data = this;
+  }
+
+  void feed(const char* data, size_t len) {
+    if (len == 0) return;
+    if (received_.size() < 4096) received_.append(data, std::min<size_t>(len, 4096));
+    llhttp_errno_t rc = llhttp_execute(&parser_, data, len);
+    if (rc != HPE_OK) {
+      fail(std::string("the client received bytes that are not an HTTP/1.1 response: ") +
+           llhttp_errno_name(rc) + " (" + llhttp_get_error_reason(&parser_) +
+           "); the first bytes received:\n" + received_);
+    }
+  }
+
+ private:
+  void checkHead(int status) {
+    if (status < 200) return;  // the proxy's own 100 Continue
+    int content_length = 0, transfer_encoding = 0, connection = 0, attempts = 0;
+    for (auto& [name, value] : headers_) {
+      if (name.empty() || !std::all_of(name.begin(), name.end(), isTokenChar)) {
+        fail("response header name sent to the client is not a token: \"" + name + "\"");
+      }
+      for (char& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      if (name == "content-length") ++content_length;
+      if (name == "transfer-encoding") {
+        ++transfer_encoding;
+        if (value != "chunked") fail("transfer-encoding sent to the client is \"" + value + "\"");
+      }
+      if (name == "connection") {
+        ++connection;
+        if (value != "close" && value != "keep-alive") {
+          fail("connection header sent to the client is \"" + value + "\", not the proxy's own");
+        }
+      }
+      if (name == "x-remora-attempts") ++attempts;
+      for (const char* hop : {"keep-alive", "proxy-connection", "te", "trailer", "upgrade",
+                              "proxy-authenticate", "proxy-authorization"}) {
+        if (name == hop) fail("hop-by-hop header \"" + name + "\" reached the client");
+      }
+    }
+    if (content_length > 1 || transfer_encoding > 1 || (content_length && transfer_encoding) ||
+        connection > 1 || attempts > 1) {
+      fail("ambiguous response head sent to the client (content-length x" +
+           std::to_string(content_length) + ", transfer-encoding x" +
+           std::to_string(transfer_encoding) + ", connection x" + std::to_string(connection) +
+           ", x-remora-attempts x" + std::to_string(attempts) + ")");
+    }
+  }
+
+  llhttp_t parser_;
+  llhttp_settings_t settings_;
+  std::string field_;
+  std::string value_;
+  std::vector<std::pair<std::string, std::string>> headers_;
+  std::string received_;  // the start of it, for the failure message
+};
 
 // --- The in-process upstream ----------------------------------------------------------------
 
@@ -513,6 +616,8 @@ class Harness {
       raw = std::string(rest.substr(m + kUpstreamMarker.size()));
     }
     upstream_->setMode(mode, std::move(raw));
+    client_checker_.reset();
+    if (request.find("HEAD") == std::string_view::npos) client_checker_.emplace();
 
     int fd = connectClient((split & 0x40) != 0);
     // Cut the request into writes of `chunk` bytes; the loop runs between writes, so the proxy
@@ -635,7 +740,10 @@ class Harness {
     char buf[64 * 1024];
     for (;;) {
       ssize_t n = ::recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
-      if (n > 0) continue;
+      if (n > 0) {
+        if (client_checker_) client_checker_->feed(buf, static_cast<size_t>(n));
+        continue;
+      }
       if (n == 0) return true;
       if (errno == EINTR) continue;
       return errno != EAGAIN;
@@ -699,6 +807,7 @@ class Harness {
   std::shared_ptr<AccessLogger> access_log_;
   std::unique_ptr<Worker> worker_;
   std::unique_ptr<Upstream> upstream_;
+  std::optional<ClientChecker> client_checker_;  // the current input's, unless it has a HEAD
   SnapshotConstSharedPtr snapshot_;
   int listen_fd_ = -1;
   uint16_t listen_port_ = 0;
