@@ -176,6 +176,7 @@ void UpstreamConnection::attach(UpstreamClient* client) {
 void UpstreamConnection::resetParserState() {
   // A pooled connection keeps this memory between responses, bounded to what a typical one needs.
   headers_.clearKeepingUpTo(16 * 1024);
+  bad_status_ = false;
   interim_ = false;
 }
 
@@ -278,6 +279,9 @@ void UpstreamConnection::onData(const char* data, size_t len) {
   }
   if (err != HPE_OK) {
     std::string reason = llhttp_get_error_reason(&parser_) ? llhttp_get_error_reason(&parser_) : "";
+    if (bad_status_) {
+      reason = "status code " + std::to_string(parser_.status_code) + " outside 100-599";
+    }
     fail(UpstreamFailure::ProtocolError, "invalid HTTP response from upstream: " + reason);
     return;
   }
@@ -370,6 +374,13 @@ int UpstreamConnection::onHeaderValueComplete(llhttp_t* p) {
 int UpstreamConnection::onHeadersComplete(llhttp_t* p) {
   auto* self = fromParser(p);
   int status = p->status_code;
+  if (status < 100 || status > 599) {
+    // llhttp takes any three digits (and less from a broken status line); a client may not know
+    // what to do with them, and a status this proxy cannot classify is a broken upstream (Envoy
+    // answers 502 too).
+    self->bad_status_ = true;
+    return -1;
+  }
   if (status >= 100 && status < 200 && status != 101) {
     // Interim response (100 Continue, 103 Early Hints): the proxy answers 100-continue itself,
     // so these are consumed here and the final response is awaited.

@@ -174,6 +174,9 @@ class ClientChecker {
 
  private:
   void checkHead(int status) {
+    if (status < 100 || status > 599) {
+      fail("status " + std::to_string(status) + " sent to the client (outside 100-599)");
+    }
     if (status < 200) return;  // the proxy's own 100 Continue
     int content_length = 0, transfer_encoding = 0, connection = 0, attempts = 0;
     for (auto& [name, value] : headers_) {

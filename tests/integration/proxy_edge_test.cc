@@ -101,6 +101,21 @@ TEST_F(ProxyEdgeTest, UnsupportedTransferCodingGets501) {
   EXPECT_EQ(up_.stats()->requests, 0u);
 }
 
+TEST_F(ProxyEdgeTest, UpstreamStatusOutside100To599Gets502) {
+  start();
+  HttpClient client = remora_.client();
+  for (const char* status : {"600", "999"}) {
+    Response r = client.get("/bad-status", {{"x-fake-status", status}});
+    ASSERT_TRUE(r.ok()) << r.error;
+    EXPECT_EQ(r.status, 502) << "upstream status " << status << " was passed on";
+    EXPECT_NE(r.body.find("outside 100-599"), std::string::npos) << r.body;
+  }
+  // The connection that failed was dropped, not pooled; a valid status still passes.
+  Response ok = client.get("/good", {{"x-fake-status", "599"}});
+  ASSERT_TRUE(ok.ok()) << ok.error;
+  EXPECT_EQ(ok.status, 599);
+}
+
 TEST_F(ProxyEdgeTest, ExpectContinueIsAnsweredByTheProxy) {
   start();
   HttpClient client = remora_.client();
