@@ -15,6 +15,9 @@ constexpr size_t kWriteLowWatermark = 64 * 1024;
 
 UpstreamConnection* fromParser(llhttp_t* p) { return static_cast<UpstreamConnection*>(p->data); }
 
+// The status codes HTTP defines (RFC 9110 15); anything else from an upstream is a protocol error.
+bool statusInRange(int status) { return status >= 100 && status <= 599; }
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -176,7 +179,6 @@ void UpstreamConnection::attach(UpstreamClient* client) {
 void UpstreamConnection::resetParserState() {
   // A pooled connection keeps this memory between responses, bounded to what a typical one needs.
   headers_.clearKeepingUpTo(16 * 1024);
-  bad_status_ = false;
   interim_ = false;
 }
 
@@ -279,7 +281,8 @@ void UpstreamConnection::onData(const char* data, size_t len) {
   }
   if (err != HPE_OK) {
     std::string reason = llhttp_get_error_reason(&parser_) ? llhttp_get_error_reason(&parser_) : "";
-    if (bad_status_) {
+    // llhttp names every callback's refusal alike; say which status onHeadersComplete refused.
+    if (err == HPE_CB_HEADERS_COMPLETE && !statusInRange(parser_.status_code)) {
       reason = "status code " + std::to_string(parser_.status_code) + " outside 100-599";
     }
     fail(UpstreamFailure::ProtocolError, "invalid HTTP response from upstream: " + reason);
@@ -374,11 +377,10 @@ int UpstreamConnection::onHeaderValueComplete(llhttp_t* p) {
 int UpstreamConnection::onHeadersComplete(llhttp_t* p) {
   auto* self = fromParser(p);
   int status = p->status_code;
-  if (status < 100 || status > 599) {
+  if (!statusInRange(status)) {
     // llhttp takes any three digits (and less from a broken status line); a client may not know
     // what to do with them, and a status this proxy cannot classify is a broken upstream (Envoy
-    // answers 502 too).
-    self->bad_status_ = true;
+    // answers 502 too). onData() reports it.
     return -1;
   }
   if (status >= 100 && status < 200 && status != 101) {

@@ -134,7 +134,6 @@ class UpstreamConnection : public WriteCallbacks {
   static const llhttp_settings_t kParserSettings;
   http::HeaderBlock headers_;
   bool interim_ = false;
-  bool bad_status_ = false;  // the response's status code is outside 100-599: a protocol error
   bool response_started_ = false;
   bool response_complete_ = false;
   bool request_complete_ = false;

@@ -173,16 +173,14 @@ void HeaderBlock::nameComplete() {
 }
 
 void HeaderBlock::valueComplete() {
+  const uint32_t start = lines_.empty() ? 0 : lines_.back().end;
   buf_.append("\r\n", 2);
-  uint32_t end = static_cast<uint32_t>(buf_.size());
-  lines_.push_back(Line{line_start_, name_end_, end});
-  line_start_ = end;
+  lines_.push_back(Line{start, name_end_, static_cast<uint32_t>(buf_.size())});
 }
 
 void HeaderBlock::clearKeepingUpTo(size_t keep_bytes) {
   buf_.clear();
   lines_.clear();
-  line_start_ = 0;
   name_end_ = 0;
   if (buf_.capacity() + lines_.capacity() * sizeof(Line) > keep_bytes) {
     std::string().swap(buf_);

@@ -128,8 +128,7 @@ class HeaderBlock {
   };
   std::string buf_;
   std::vector<Line> lines_;
-  uint32_t line_start_ = 0;
-  uint32_t name_end_ = 0;
+  uint32_t name_end_ = 0;  // of the line being parsed (its start is the last line's end)
 };
 
 // s.clear(), freeing the memory when its capacity is more than `keep_bytes`.
