@@ -116,35 +116,22 @@ def main(argv: list[str]) -> int:
         B.raise_nofile()
         pin = B.choose_pinning(False)
         cert, key, combined = make_cert(tmp)
-        www = tmp / "www"
-        www.mkdir()
-        for name, body in B.BODIES.items():
-            (www / name).write_bytes(body)
-        up_dir = tmp / "upstream"
-        up_dir.mkdir()
-        (up_port,) = B.free_ports(1)
-        (up_dir / "nginx.conf").write_text(B.nginx_upstream_conf(up_dir, www, [up_port]))
-        upstream = B.Server("upstream", pin.prefix(pin.upstream) + ["nginx", "-p", f"{up_dir}/", "-e",
-                            "stderr", "-c", str(up_dir / "nginx.conf")], up_dir / "nginx.log")
-        servers.append(upstream)
-        upstream.start()
-        B.wait_ready(upstream, B.serves_6b(up_port), "upstream nginx", B.READY_TIMEOUT_S)
+        # bench.py's upstream (nginx serving /6b and /16k) and its proxy servers: pinned, and
+        # under --proxy-cpu's quota when given.
+        _, up_ports = B.start_upstream(tmp, pin, servers)
+        up_port = up_ports[0]
+        env = B.Env(tmp, pin, up_ports, remora_bin, args.proxy_cpu)
 
         port_r, admin_r, port_h = B.free_ports(3)
         (tmp / "remora.yaml").write_text(remora_tls_conf(port_r, admin_r, up_port, cert, key))
-        def limit(name: str) -> B.CpuLimit | None:
-            return B.CpuLimit(name, args.proxy_cpu) if args.proxy_cpu is not None else None
-
-        remora = B.Server("remora-tls", pin.prefix(pin.proxy) + [str(remora_bin), "--config",
-                          str(tmp / "remora.yaml")], tmp / "remora.log",
-                          cpu_limit=limit("remora-tls"))
+        remora = env.proxy_server("remora-tls", [str(remora_bin), "--config",
+                                  str(tmp / "remora.yaml")], tmp / "remora.log")
         servers.append(remora)
         remora.start()
         B.wait_ready(remora, B.admin_ready(admin_r), "remora /ready", B.READY_TIMEOUT_S)
         (tmp / "haproxy.cfg").write_text(haproxy_tls_conf(port_h, up_port, combined))
-        haproxy = B.Server("haproxy-tls", pin.prefix(pin.proxy) + ["haproxy", "-db", "-f",
-                           str(tmp / "haproxy.cfg")], tmp / "haproxy.log",
-                           cpu_limit=limit("haproxy-tls"))
+        haproxy = env.proxy_server("haproxy-tls", ["haproxy", "-db", "-f",
+                                   str(tmp / "haproxy.cfg")], tmp / "haproxy.log")
         servers.append(haproxy)
         haproxy.start()
         targets = {"remora-tls": port_r, "haproxy-tls": port_h}
