@@ -625,11 +625,15 @@ int DownstreamConnection::onHeaderValue(llhttp_t* p, const char* at, size_t len)
   // llhttp accepts obs-fold (a line starting with SP/HT continues the value) and drops its CRLF,
   // so a piece of value preceded, across whitespace, by a line feed is a folded line. RFC 9112
   // 5.2 allows rejecting it or unfolding it; servers disagree on what a folded line means (a
-  // continuation, or a header of its own), so it is refused.
-  const char* q = at;
-  while (q > self->input_begin_ && (q[-1] == ' ' || q[-1] == '\t')) --q;
-  if ((q > self->input_begin_ ? q[-1] : self->non_ws_before_input_) == '\n') {
-    return self->refuseHead(400, "malformed HTTP request: obs-fold line folding in a header value");
+  // continuation, or a header of its own), so it is refused. An empty value ("name:\r\n") comes
+  // as one empty piece that llhttp places at the start of the next line: it folds nothing.
+  if (len > 0) {
+    const char* q = at;
+    while (q > self->input_begin_ && (q[-1] == ' ' || q[-1] == '\t')) --q;
+    if ((q > self->input_begin_ ? q[-1] : self->non_ws_before_input_) == '\n') {
+      return self->refuseHead(400,
+                              "malformed HTTP request: obs-fold line folding in a header value");
+    }
   }
   self->in_value_ = true;
   self->value_.append(at, len);

@@ -208,6 +208,31 @@ std::vector<BadRequest> badRequests() {
   };
 }
 
+// An empty header value is well-formed (field-value may be empty, RFC 9110 5.5); llhttp reports
+// it as an empty piece at the start of the next line, which must not look like line folding.
+TEST_F(HardeningTest, EmptyHeaderValuesAreForwarded) {
+  start();
+  const std::vector<std::pair<const char*, std::string>> cases = {
+      {"empty with space, then another header", "x-empty: \r\nx-b: 1\r\nhost: x\r\n"},
+      {"empty without space, first line", "x-empty:\r\nhost: x\r\nx-b: 1\r\n"},
+      {"empty, last line", "host: x\r\nx-b: 1\r\nx-empty:\r\n"},
+      {"empty with tabs", "host: x\r\nx-empty:\t \t\r\nx-b: 1\r\n"},
+  };
+  for (const auto& [name, lines] : cases) {
+    SCOPED_TRACE(name);
+    HttpClient client = remora_.client(Duration(5000));
+    ASSERT_TRUE(client.sendRaw("GET /empty HTTP/1.1\r\n" + lines + "\r\n"));
+    Response r = client.readResponse();
+    ASSERT_TRUE(r.ok()) << r.error;
+    ASSERT_EQ(r.status, 200) << r.body;
+    auto echo = parseJson(r.body);
+    ASSERT_FALSE(echo.is_discarded()) << r.body;
+    EXPECT_EQ(echo["headers"].value("x-empty", "missing"), "") << echo["header_list"].dump();
+    EXPECT_EQ(echo["headers"].value("x-b", ""), "1") << echo["header_list"].dump();
+    EXPECT_TRUE(r.keep_alive);
+  }
+}
+
 TEST_F(HardeningTest, SmugglingVariantsAreRefusedAndNeverReachTheUpstream) {
   start();
   for (const BadRequest& c : badRequests()) {
