@@ -329,31 +329,59 @@ void ActiveStream::onTryFailed(resilience::FailureKind kind, int status,
 }
 
 void ActiveStream::buildUpstreamHead() {
-  http::HeaderMap& h = head_.headers;
-  http::removeHopByHopHeaders(h);
-  h.remove("x-remora-priority");  // a proxy-to-proxy hint, not for the application
+  // One pass over the request's headers: the forwarded ones are copied as they are met, and what
+  // the proxy adds after them is noted on the way.
   std::string& out = upstream_head_;
   out = conn_.worker().takeBuffer();
-  // x-forwarded-for is built in the head's buffer first, then copied into the header.
-  if (const std::string* prev = h.get("x-forwarded-for"); prev != nullptr && !prev->empty()) {
-    out.append(*prev).append(", "sv);
-  }
-  out.append(conn_.peerIp());
-  h.set("x-forwarded-for", out);
-  if (h.get("x-forwarded-proto") == nullptr) h.add("x-forwarded-proto", conn_.isTls() ? "https" : "http");
-  // Only the proxy vouches for a client certificate: whatever the client sent is dropped (Envoy's
-  // SANITIZE_SET), and the verified certificate of an mTLS connection is described instead.
-  h.remove("x-forwarded-client-cert");
-  if (const tls::PeerIdentity* peer = conn_.peerIdentity()) {
-    h.add("x-forwarded-client-cert", peer->xfccValue());
-  }
-  if (h.get("x-request-id") == nullptr) h.add("x-request-id", request_id_);
-  if (h.get("host") == nullptr) h.add("host", cluster_->name());
-
-  out.clear();
-  out.reserve(256 + h.size() * 48);
   out.append(head_.method).append(" "sv).append(head_.url).append(" HTTP/1.1\r\n"sv);
-  http::serializeHeaders(h, out);
+  bool has_xff = false;
+  bool has_proto = false;
+  bool has_request_id = false;
+  bool has_host = false;
+  http::appendForwarded(head_.headers, out, [&](std::string_view name, const std::string& value) {
+    switch (name.size()) {
+      case 4:
+        has_host = has_host || name == "host";
+        return false;
+      case 12:
+        if (name != "x-request-id") return false;
+        // An empty one is replaced by the id this proxy made (start()).
+        has_request_id = has_request_id || !value.empty();
+        return value.empty();
+      case 15:
+        if (name != "x-forwarded-for") return false;
+        has_xff = true;
+        return true;  // joined into ours below
+      case 17:
+        has_proto = has_proto || name == "x-forwarded-proto";
+        return name == "x-remora-priority";  // a proxy-to-proxy hint, not for the application
+      case 23:
+        // Only the proxy vouches for a client certificate: whatever the client sent is dropped
+        // (Envoy's SANITIZE_SET), and the verified certificate of an mTLS connection is
+        // described instead.
+        return name == "x-forwarded-client-cert";
+      default:
+        return false;
+    }
+  });
+  out.append("x-forwarded-for: "sv);
+  if (has_xff) {
+    // The addresses earlier hops added, every x-forwarded-for line in order (one list, RFC 9110
+    // 5.3), then the client's.
+    for (const auto& [name, value] : head_.headers) {
+      if (name == "x-forwarded-for" && !value.empty()) out.append(value).append(", "sv);
+    }
+  }
+  out.append(conn_.peerIp()).append("\r\n"sv);
+  if (!has_proto) {
+    out.append(conn_.isTls() ? "x-forwarded-proto: https\r\n"sv
+                             : "x-forwarded-proto: http\r\n"sv);
+  }
+  if (const tls::PeerIdentity* peer = conn_.peerIdentity()) {
+    out.append("x-forwarded-client-cert: "sv).append(peer->xfccValue()).append("\r\n"sv);
+  }
+  if (!has_request_id) out.append("x-request-id: "sv).append(request_id_).append("\r\n"sv);
+  if (!has_host) out.append("host: "sv).append(cluster_->name()).append("\r\n"sv);
   if (head_.chunked) {
     out.append("transfer-encoding: chunked\r\n"sv);
   } else if (head_.has_content_length) {

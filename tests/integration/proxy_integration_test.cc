@@ -534,6 +534,44 @@ TEST_F(ProxyTest, ClientRequestIdIsKept) {
       << "a header was duplicated: " << echo["header_list"].dump();
 }
 
+TEST_F(ProxyTest, ForwardedHeadersAreJoinedAndSanitized) {
+  startBasic();
+  HttpClient client = remora_.client();
+  Response r = client.get("/fwd", {{"X-Forwarded-For", "203.0.113.7"},
+                                   {"x-forwarded-proto", "https"},
+                                   {"x-a", "1"},
+                                   {"x-forwarded-for", "198.51.100.2, 10.0.0.1"},
+                                   {"x-forwarded-for", ""},
+                                   {"x-request-id", ""},
+                                   {"x-forwarded-client-cert", "URI=spiffe://mesh/forged"},
+                                   {"x-remora-priority", "critical"},
+                                   {"x-b", "2"}});
+  ASSERT_TRUE(r.ok()) << r.error;
+  ASSERT_EQ(r.status, 200) << r.body;
+  auto echo = parseJson(r.body);
+  ASSERT_FALSE(echo.is_discarded()) << r.body;
+  std::vector<std::string> lines;
+  for (const auto& pair : echo["header_list"]) {
+    lines.push_back(pair[0].get<std::string>() + ": " + pair[1].get<std::string>());
+  }
+  // Every x-forwarded-for line of the client, in order, then the client's own address, in one
+  // line; the client's scheme is kept; an empty x-request-id is replaced by a generated one; the
+  // forged certificate and the proxy-to-proxy hint do not reach the application.
+  ASSERT_EQ(lines.size(), 6u) << echo["header_list"].dump();
+  EXPECT_EQ(std::vector<std::string>(lines.begin(), lines.begin() + 5),
+            (std::vector<std::string>{"host: 127.0.0.1:" + std::to_string(client.port()),
+                                      "x-forwarded-proto: https", "x-a: 1", "x-b: 2",
+                                      "x-forwarded-for: 203.0.113.7, 198.51.100.2, 10.0.0.1, "
+                                      "127.0.0.1"}))
+      << echo["header_list"].dump();
+  EXPECT_EQ(echo["headers"].count("x-forwarded-client-cert"), 0u);
+  EXPECT_EQ(echo["headers"].count("x-remora-priority"), 0u);
+  EXPECT_EQ(echo["headers"]["x-request-id"].get<std::string>().size(), 36u)
+      << echo["header_list"].dump();
+  EXPECT_EQ(echo["header_list"].size(), echo["headers"].size())
+      << "a header was duplicated: " << echo["header_list"].dump();
+}
+
 TEST_F(ProxyTest, EveryProxiedResponseCarriesAttempts) {
   startBasic();
   HttpClient client = remora_.client();

@@ -112,25 +112,19 @@ bool isHopByHopHeader(std::string_view n) {
   }
 }
 
-namespace {
-
-// Headers named in Connection are hop-by-hop for their message too (RFC 9110 7.6.1). Appends to
-// `listed` the tokens of one Connection value that name a header isHopByHopHeader() does not
-// already drop, lower-cased, each followed by ','. The usual values ("keep-alive", "close") add
-// nothing, so the usual message pays nothing per header for them.
-void appendConnectionTokens(std::string_view connection_value, std::string& listed) {
+void ConnectionListed::addValue(std::string_view connection_value) {
   std::string_view v = connection_value;
   while (!v.empty()) {
     size_t comma = v.find(',');
     std::string_view token = trim(v.substr(0, comma));
     if (!token.empty() && !equalsIgnoreCase(token, "close")) {
-      size_t at = listed.size();
-      listed.append(token);
-      toLowerInPlace(listed.data() + at, token.size());
-      if (isHopByHopHeader(std::string_view(listed).substr(at))) {
-        listed.resize(at);
+      size_t at = listed_.size();
+      listed_.append(token);
+      toLowerInPlace(listed_.data() + at, token.size());
+      if (isHopByHopHeader(std::string_view(listed_).substr(at))) {
+        listed_.resize(at);
       } else {
-        listed.push_back(',');
+        listed_.push_back(',');
       }
     }
     if (comma == std::string_view::npos) break;
@@ -138,27 +132,14 @@ void appendConnectionTokens(std::string_view connection_value, std::string& list
   }
 }
 
-// True when the lower-case `name` is one of appendConnectionTokens()' tokens.
-bool listedIn(std::string_view listed, std::string_view name) {
+bool ConnectionListed::contains(std::string_view name) const {
+  std::string_view listed = listed_;
   while (!listed.empty()) {
     size_t comma = listed.find(',');
     if (listed.substr(0, comma) == name) return true;
     listed.remove_prefix(comma + 1);
   }
   return false;
-}
-
-}  // namespace
-
-void removeHopByHopHeaders(HeaderMap& headers) {
-  // The tokens are copied first: removeIf() reorders entries as it goes.
-  std::string listed;  // small values stay in the string's inline buffer: no allocation
-  for (const auto& [name, value] : headers) {
-    if (name == "connection") appendConnectionTokens(value, listed);
-  }
-  headers.removeIf([&](const HeaderMap::Entry& e) {
-    return isHopByHopHeader(e.first) || (!listed.empty() && listedIn(listed, e.first));
-  });
 }
 
 void HeaderBlock::appendName(const char* at, size_t len) {
@@ -189,9 +170,9 @@ void HeaderBlock::clearKeepingUpTo(size_t keep_bytes) {
 }
 
 void HeaderBlock::appendForwarded(std::string& out, std::string_view drop) const {
-  std::string listed;
+  ConnectionListed listed;
   for (size_t i = 0; i < lines_.size(); ++i) {
-    if (name(i) == "connection") appendConnectionTokens(value(i), listed);
+    if (name(i) == "connection") listed.addValue(value(i));
   }
   out.reserve(out.size() + buf_.size());
   // Runs of kept lines are contiguous in buf_: one append per run.
@@ -199,7 +180,7 @@ void HeaderBlock::appendForwarded(std::string& out, std::string_view drop) const
   size_t run_end = 0;
   for (size_t i = 0; i < lines_.size(); ++i) {
     std::string_view n = name(i);
-    if (isHopByHopHeader(n) || n == drop || (!listed.empty() && listedIn(listed, n))) {
+    if (isHopByHopHeader(n) || n == drop || (!listed.empty() && listed.contains(n))) {
       if (run_end > run_start) out.append(buf_, run_start, run_end - run_start);
       run_start = run_end = lines_[i].end;
     } else {
@@ -241,7 +222,8 @@ std::string_view requestHeadError(std::string_view method, std::string_view targ
     if (name.empty() || !std::all_of(name.begin(), name.end(), isTokenChar)) {
       return "invalid header name (empty, or whitespace before the colon)";
     }
-    if (value.find_first_of(std::string_view("\r\n\0", 3)) != std::string::npos) {
+    if (std::any_of(value.begin(), value.end(),
+                    [](char c) { return c == '\r' || c == '\n' || c == '\0'; })) {
       return "header value with CR, LF or NUL (obs-fold line folding is not accepted)";
     }
     if (name == "host") ++hosts;

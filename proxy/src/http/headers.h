@@ -144,9 +144,41 @@ bool equalsIgnoreCase(std::string_view a, std::string_view b);
 // True for the hop-by-hop headers of RFC 9110 section 7.6.1 (plus the legacy ones proxies strip).
 bool isHopByHopHeader(std::string_view lower_name);
 
-// Removes the hop-by-hop headers, every header named in `connection`, and the message framing
-// headers (content-length, transfer-encoding): the proxy re-frames each hop itself.
-void removeHopByHopHeaders(HeaderMap& headers);
+// The header names one message's Connection headers list (RFC 9110 7.6.1) beyond those
+// isHopByHopHeader() drops anyway. The usual values ("keep-alive", "close") list nothing, so the
+// usual message pays nothing per header for them.
+class ConnectionListed {
+ public:
+  void addValue(std::string_view connection_value);
+  // `lower_name` is listed.
+  bool contains(std::string_view lower_name) const;
+  bool empty() const { return listed_.empty(); }
+
+ private:
+  std::string listed_;  // lower-case tokens, each followed by ','; short: no allocation
+};
+
+// Appends "name: value\r\n" for every header a proxy forwards, in order: all but the hop-by-hop
+// ones, those named in Connection, the message framing headers (content-length,
+// transfer-encoding: the proxy re-frames each hop itself) and those `drop(name, value)` is true
+// for. One pass over the map, which is left as it is.
+template <class Drop>
+void appendForwarded(const HeaderMap& headers, std::string& out, Drop&& drop) {
+  ConnectionListed listed;
+  size_t total = out.size();
+  for (const auto& [name, value] : headers) {
+    if (name == "connection") listed.addValue(value);
+    total += name.size() + value.size() + 4;
+  }
+  out.reserve(total);
+  for (const auto& [name, value] : headers) {
+    if (isHopByHopHeader(name) || (!listed.empty() && listed.contains(name)) ||
+        drop(std::string_view(name), value)) {
+      continue;
+    }
+    out.append(name).append(": ", 2).append(value).append("\r\n", 2);
+  }
+}
 
 // Checks a parsed request head against the rules of RFC 9110/9112 that llhttp leaves to the
 // application and whose violation makes a request mean different things to different servers
