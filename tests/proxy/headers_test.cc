@@ -258,7 +258,8 @@ TEST(HeaderBlockTest, PiecesMakeLowerCaseNamesAndValuesAsSent) {
 
 TEST(HeaderBlockTest, ForwardsAllButHopByHopConnectionListedAndDropped) {
   HeaderBlock b = blockOf({{"Server", "nginx"},
-                           {"Connection", "keep-alive, X-Secret"},
+                           {"X-Early", "named by a later Connection line"},
+                           {"Connection", "keep-alive, X-Secret, x-early"},
                            {"Content-Length", "6"},
                            {"X-Secret", "1"},
                            {"Keep-Alive", "timeout=5"},

@@ -155,32 +155,36 @@ void HeaderBlock::nameComplete() {
 
 void HeaderBlock::valueComplete() {
   const uint32_t start = lines_.empty() ? 0 : lines_.back().end;
+  const std::string_view name(buf_.data() + start, name_end_ - start);
+  const bool hop_by_hop = isHopByHopHeader(name);
+  if (hop_by_hop && name == "connection") {
+    listed_.addValue(std::string_view(buf_).substr(name_end_ + 2));
+  }
   buf_.append("\r\n", 2);
-  lines_.push_back(Line{start, name_end_, static_cast<uint32_t>(buf_.size())});
+  lines_.push_back(Line{start, name_end_, static_cast<uint32_t>(buf_.size()), hop_by_hop});
 }
 
 void HeaderBlock::clearKeepingUpTo(size_t keep_bytes) {
   buf_.clear();
   lines_.clear();
   name_end_ = 0;
+  listed_.clear();
   if (buf_.capacity() + lines_.capacity() * sizeof(Line) > keep_bytes) {
+    // A Connection value's tokens are no longer than the line that held them.
     std::string().swap(buf_);
     std::vector<Line>().swap(lines_);
+    listed_ = ConnectionListed();
   }
 }
 
 void HeaderBlock::appendForwarded(std::string& out, std::string_view drop) const {
-  ConnectionListed listed;
-  for (size_t i = 0; i < lines_.size(); ++i) {
-    if (name(i) == "connection") listed.addValue(value(i));
-  }
   out.reserve(out.size() + buf_.size());
   // Runs of kept lines are contiguous in buf_: one append per run.
   size_t run_start = 0;
   size_t run_end = 0;
   for (size_t i = 0; i < lines_.size(); ++i) {
     std::string_view n = name(i);
-    if (isHopByHopHeader(n) || n == drop || (!listed.empty() && listed.contains(n))) {
+    if (lines_[i].hop_by_hop || n == drop || (!listed_.empty() && listed_.contains(n))) {
       if (run_end > run_start) out.append(buf_, run_start, run_end - run_start);
       run_start = run_end = lines_[i].end;
     } else {

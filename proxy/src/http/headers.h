@@ -88,6 +88,21 @@ class HeaderMap {
   bool grew_ = false;  // add() may have allocated since clearKeepingUpTo() last measured
 };
 
+// The header names one message's Connection headers list (RFC 9110 7.6.1) beyond those
+// isHopByHopHeader() drops anyway. The usual values ("keep-alive", "close") list nothing, so the
+// usual message pays nothing per header for them.
+class ConnectionListed {
+ public:
+  void addValue(std::string_view connection_value);
+  // `lower_name` is listed.
+  bool contains(std::string_view lower_name) const;
+  bool empty() const { return listed_.empty(); }
+  void clear() { listed_.clear(); }
+
+ private:
+  std::string listed_;  // lower-case tokens, each followed by ','; short: no allocation
+};
+
 // A message's header lines stored the way they are written, "name: value\r\n" one after the other
 // in one buffer, names lower-cased, with an index of where each line starts. It is for headers a
 // proxy only forwards (a response's): parsing appends each byte once, and forwarding copies runs of
@@ -125,10 +140,12 @@ class HeaderBlock {
     uint32_t start;     // the name
     uint32_t name_end;  // ": " follows
     uint32_t end;       // past the "\r\n"
+    bool hop_by_hop;    // isHopByHopHeader(name), found once as the line completes
   };
   std::string buf_;
   std::vector<Line> lines_;
-  uint32_t name_end_ = 0;  // of the line being parsed (its start is the last line's end)
+  uint32_t name_end_ = 0;    // of the line being parsed (its start is the last line's end)
+  ConnectionListed listed_;  // what the message's Connection lines named
 };
 
 // s.clear(), freeing the memory when its capacity is more than `keep_bytes`.
@@ -143,20 +160,6 @@ bool equalsIgnoreCase(std::string_view a, std::string_view b);
 
 // True for the hop-by-hop headers of RFC 9110 section 7.6.1 (plus the legacy ones proxies strip).
 bool isHopByHopHeader(std::string_view lower_name);
-
-// The header names one message's Connection headers list (RFC 9110 7.6.1) beyond those
-// isHopByHopHeader() drops anyway. The usual values ("keep-alive", "close") list nothing, so the
-// usual message pays nothing per header for them.
-class ConnectionListed {
- public:
-  void addValue(std::string_view connection_value);
-  // `lower_name` is listed.
-  bool contains(std::string_view lower_name) const;
-  bool empty() const { return listed_.empty(); }
-
- private:
-  std::string listed_;  // lower-case tokens, each followed by ','; short: no allocation
-};
 
 // Appends "name: value\r\n" for every header a proxy forwards, in order: all but the hop-by-hop
 // ones, those named in Connection, the message framing headers (content-length,
