@@ -177,8 +177,7 @@ void BM_ResponseHeadForward(benchmark::State& state) {
     return 0;
   };
   settings.on_header_field_complete = [](llhttp_t* p) {
-    static_cast<http::HeaderBlock*>(p->data)->nameComplete();
-    return 0;
+    return static_cast<http::HeaderBlock*>(p->data)->nameComplete() ? 0 : -1;
   };
   settings.on_header_value = [](llhttp_t* p, const char* at, size_t n) {
     static_cast<http::HeaderBlock*>(p->data)->appendValue(at, n);

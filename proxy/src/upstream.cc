@@ -284,6 +284,8 @@ void UpstreamConnection::onData(const char* data, size_t len) {
     // llhttp names every callback's refusal alike; say which status onHeadersComplete refused.
     if (err == HPE_CB_HEADERS_COMPLETE && !statusInRange(parser_.status_code)) {
       reason = "status code " + std::to_string(parser_.status_code) + " outside 100-599";
+    } else if (err == HPE_CB_HEADER_FIELD_COMPLETE) {
+      reason = "a header name with a space in it (not a token)";
     }
     fail(UpstreamFailure::ProtocolError, "invalid HTTP response from upstream: " + reason);
     return;
@@ -359,8 +361,7 @@ int UpstreamConnection::onHeaderField(llhttp_t* p, const char* at, size_t len) {
 }
 
 int UpstreamConnection::onHeaderFieldComplete(llhttp_t* p) {
-  fromParser(p)->headers_.nameComplete();
-  return 0;
+  return fromParser(p)->headers_.nameComplete() ? 0 : -1;  // onData() says why
 }
 
 int UpstreamConnection::onHeaderValue(llhttp_t* p, const char* at, size_t len) {

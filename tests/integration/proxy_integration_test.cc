@@ -523,6 +523,28 @@ TEST_F(ProxyTest, HopByHopResponseHeadersRemovedEndToEndKept) {
   EXPECT_TRUE(r.keep_alive);
 }
 
+// llhttp lets a space through in a response's header names. RFC 9112 5.1: a proxy must remove
+// whitespace before the colon; a name with a space inside is no token, and no client should have
+// to guess what it means: 502.
+TEST_F(ProxyTest, ResponseHeaderNameWhitespace) {
+  startBasic();
+  HttpClient client = remora_.client();
+  Response r = client.get("/x", {{"x-fake-response-header", "X-Spaced : 1"},
+                                 {"x-fake-response-header", "X-After: 2"}});
+  ASSERT_TRUE(r.ok()) << r.error;
+  ASSERT_EQ(r.status, 200);
+  EXPECT_EQ(r.header("x-spaced"), "1");
+  EXPECT_EQ(r.header("x-after"), "2");
+  for (const auto& [name, value] : r.headers) {
+    EXPECT_EQ(name.find(' '), std::string::npos) << "'" << name << "' reached the client";
+  }
+
+  Response bad = client.get("/x", {{"x-fake-response-header", "X Inner: 1"}});
+  ASSERT_TRUE(bad.ok()) << bad.error;
+  EXPECT_EQ(bad.status, 502);
+  EXPECT_NE(bad.body.find("header name with a space"), std::string::npos) << bad.body;
+}
+
 TEST_F(ProxyTest, ClientRequestIdIsKept) {
   startBasic();
   HttpClient client = remora_.client();

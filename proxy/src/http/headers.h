@@ -114,7 +114,9 @@ class ConnectionListed {
 class HeaderBlock {
  public:
   void appendName(const char* at, size_t len);  // lower-cased as it is stored
-  void nameComplete();
+  // False when the name is not a token (RFC 9110 5.6.2) once the whitespace before the colon is
+  // dropped, as a proxy must (RFC 9112 5.1): the message is then not forwardable.
+  [[nodiscard]] bool nameComplete();
   void appendValue(const char* at, size_t len) { buf_.append(at, len); }
   void valueComplete();
 
@@ -145,6 +147,7 @@ class HeaderBlock {
   std::string buf_;
   std::vector<Line> lines_;
   uint32_t name_end_ = 0;    // of the line being parsed (its start is the last line's end)
+  bool name_has_space_ = false;  // of the line being parsed
   ConnectionListed listed_;  // what the message's Connection lines named
 };
 
