@@ -13,6 +13,10 @@ Targets (`--targets`, comma separated, run in this order each round):
     remora-chain  (off by default) Remora with the full filter chain: retry + circuit breaker +
                   bulkhead + weighted_round_robin over two upstream endpoints (the same nginx on
                   two ports)
+    tcp-relay     (off by default) build/tcp-relay: bytes copied between each client
+                  connection and one upstream connection of its own, no HTTP work at all. Under
+                  --proxy-cpu its req/s is the floor of any proxy's CPU cost per request on this
+                  machine (perf/README.md, "The floor")
 
 --proxy-cpu CORES (what `make bench` passes, 0.5) runs every proxy worker under the same CFS quota,
 a cgroup per proxy, so that the proxy and not the load generator is the bottleneck on a small
@@ -56,7 +60,8 @@ REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO / "perf" / "results"
 
 # + REMORA_VARIANTS keys, added below
-ALL_TARGETS = ["direct", "remora", "haproxy", "nginx", "haproxy-chain"]
+ALL_TARGETS = ["direct", "remora", "haproxy", "nginx", "haproxy-chain", "tcp-relay"]
+TCP_RELAY = REPO / "build" / "tcp-relay"
 DEFAULT_TARGETS = ["direct", "remora", "haproxy", "nginx"]
 PROXY_BASELINES = ["haproxy", "nginx", "haproxy-chain"]  # ratios are computed against these
 
@@ -796,6 +801,16 @@ def start_target(name: str, env: Env, servers: list[Server]) -> Target:
         servers.append(srv)
         srv.start()
         t = Target(name, port=port, server=srv)
+    elif name == "tcp-relay":
+        if not TCP_RELAY.exists():
+            raise SetupError(f"{TCP_RELAY} is missing: build it with `make build` (it is built "
+                             f"with the tests), or leave tcp-relay out of --targets")
+        (port,) = free_ports(1)
+        srv = env.proxy_server(name, [str(TCP_RELAY), str(port), str(env.upstream_ports[0])],
+                               d / "tcp-relay.log")
+        servers.append(srv)
+        srv.start()
+        t = Target(name, port=port, server=srv)
     else:
         raise SetupError(f"unknown target {name!r}")
     wait_ready(srv, serves_6b(port), f"GET http://127.0.0.1:{port}/6b == 200 'hello'",
@@ -1052,6 +1067,7 @@ def build_report(args, env: Env, targets: list[Target], results: dict, errors: l
                       "upstream CPU | throttled | spread | errors |")
             md.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
             med: dict[str, tuple] = {}
+            throttled: dict[str, float | None] = {}
             for n in names:
                 runs: list[WrkResult] = results.get(key, {}).get(n, [])
                 rps = median([r.rps for r in runs if not r.problem])
@@ -1065,6 +1081,7 @@ def build_report(args, env: Env, targets: list[Target], results: dict, errors: l
                 eff = median([r.rps / (r.proxy_cpu / 100) for r in runs
                               if not r.problem and r.proxy_cpu])
                 med[n] = (rps, p50, p99, eff)
+                throttled[n] = thr
                 ok = [r.rps for r in runs if not r.problem]
                 spread = f"{100 * (max(ok) - min(ok)) / rps:.0f}%" if len(ok) > 1 and rps else "-"
                 per_round = " ".join(f"{r.rps:,.0f}" for r in runs)
@@ -1096,6 +1113,20 @@ def build_report(args, env: Env, targets: list[Target], results: dict, errors: l
                         ratio_lines.append(f"{rn}/{base}: req/s {fmt_ratio(rr)} (paired "
                                            f"{fmt_ratio(paired)}), p99 "
                                            f"{fmt_ratio(pr)}, per core {fmt_ratio(er)}")
+            # What each proxy's HTTP work costs: its CPU per request (1 / req/s per core) minus
+            # the relay's, which does the same reads, writes and TCP segments and nothing else.
+            # Only a relay that used up its quota batched as much per wakeup as a loaded proxy.
+            relay_thr = throttled.get("tcp-relay")
+            if "tcp-relay" in med and med["tcp-relay"][3] and (relay_thr or 0) < 90:
+                ratio_lines.append(f"no tcp-relay floor: the relay was throttled in "
+                                   f"{fmt_pct(relay_thr).strip()} of the periods (< 90%), so it "
+                                   f"was not CPU-bound (needs --proxy-cpu and a quiet machine)")
+            elif "tcp-relay" in med and med["tcp-relay"][3]:
+                floor_us = 1e6 / med["tcp-relay"][3]
+                above = [f"{n} {1e6 / med[n][3] - floor_us:.1f} µs" for n in med
+                         if n not in ("direct", "tcp-relay") and med[n][3]]
+                ratio_lines.append(f"CPU per request above the tcp-relay floor ({floor_us:.1f} µs): "
+                                   + ", ".join(above))
             if ratio_lines:
                 con.append("  ratios: " + " | ".join(ratio_lines))
                 md.append("")
