@@ -35,6 +35,7 @@ requests = {
     "http10": b"GET /old HTTP/1.0\r\n\r\n",
     "http10-keepalive": b"GET /old HTTP/1.0\r\nconnection: keep-alive\r\n\r\nGET /old2 HTTP/1.0\r\n\r\n",
     "connection-close": b"GET / HTTP/1.1\r\n" + H + b"connection: close\r\n\r\n",
+    "empty-values": b"GET / HTTP/1.1\r\nx-empty:\r\n" + H + b"x-blank: \r\nx-last:\r\n\r\n",
     "hop-by-hop": b"GET / HTTP/1.1\r\n" + H + b"connection: x-drop, keep-alive\r\nx-drop: 1\r\n"
                   b"keep-alive: 5\r\nte: trailers\r\nupgrade: h2c\r\nproxy-connection: x\r\n\r\n",
     "upgrade": b"GET /ws HTTP/1.1\r\n" + H + b"connection: upgrade\r\nupgrade: websocket\r\n\r\n"
@@ -104,6 +105,10 @@ raw_responses = {
     "raw-204-body": b"HTTP/1.1 204 No Content\r\ncontent-length: 5\r\n\r\nhello",
     "raw-status-999": b"HTTP/1.1 999 Whatever\r\ncontent-length: 0\r\n\r\n",
     "raw-http10": b"HTTP/1.0 200 OK\r\n\r\nbody until close",
+    # llhttp lets a space through in response header names: dropped before the colon, 502 inside.
+    "raw-space-before-colon": b"HTTP/1.1 200 OK\r\nx-a : 1\r\nx-b:  2\r\ncontent-length: 0\r\n\r\n",
+    "raw-space-in-name": b"HTTP/1.1 200 OK\r\nx a: 1\r\ncontent-length: 0\r\n\r\n",
+    "raw-empty-values": b"HTTP/1.1 200 OK\r\nx-e:\r\nx-f: \r\ncontent-length: 0\r\n\r\n",
 }
 
 
