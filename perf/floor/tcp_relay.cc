@@ -88,7 +88,8 @@ int main(int argc, char** argv) {
   int one = 1;
   setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   sockaddr_in a = loopback(std::atoi(argv[1]));
-  if (bind(listener, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || listen(listener, 4096) != 0) {
+  if (bind(listener, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      listen(listener, 4096) != 0) {
     std::fprintf(stderr, "tcp-relay: listen on 127.0.0.1:%s: %s\n", argv[1], std::strerror(errno));
     return 1;
   }

@@ -374,8 +374,7 @@ void ActiveStream::buildUpstreamHead() {
   }
   out.append(conn_.peerIp()).append("\r\n"sv);
   if (!has_proto) {
-    out.append(conn_.isTls() ? "x-forwarded-proto: https\r\n"sv
-                             : "x-forwarded-proto: http\r\n"sv);
+    out.append(conn_.isTls() ? "x-forwarded-proto: https\r\n"sv : "x-forwarded-proto: http\r\n"sv);
   }
   if (const tls::PeerIdentity* peer = conn_.peerIdentity()) {
     out.append("x-forwarded-client-cert: "sv).append(peer->xfccValue()).append("\r\n"sv);

@@ -529,8 +529,8 @@ TEST_F(ProxyTest, HopByHopResponseHeadersRemovedEndToEndKept) {
 TEST_F(ProxyTest, ResponseHeaderNameWhitespace) {
   startBasic();
   HttpClient client = remora_.client();
-  Response r = client.get("/x", {{"x-fake-response-header", "X-Spaced : 1"},
-                                 {"x-fake-response-header", "X-After: 2"}});
+  Response r = client.get(
+      "/x", {{"x-fake-response-header", "X-Spaced : 1"}, {"x-fake-response-header", "X-After: 2"}});
   ASSERT_TRUE(r.ok()) << r.error;
   ASSERT_EQ(r.status, 200);
   EXPECT_EQ(r.header("x-spaced"), "1");
