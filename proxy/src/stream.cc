@@ -556,7 +556,11 @@ void ActiveStream::onResponseHeaders(int status, const http::HeaderBlock& header
     framing_ = Framing::Close;
   }
   (void)chunked;  // re-framed per hop: chunked upstream bodies are decoded by the parser
-  bool close_after = framing_ == Framing::Close || !head_.keep_alive;
+  // A request whose body is still arriving ends the connection once the response is out (its
+  // end cannot be told from the next request's start): say so, or a client that reads this
+  // response first would put the connection back in its pool and lose its next request on it.
+  close_after_response_ = framing_ == Framing::Close || !head_.keep_alive || !request_complete_;
+  const bool close_after = close_after_response_;
 
   std::string& out = response_head_;
   out = conn_.worker().takeBuffer();
@@ -799,7 +803,7 @@ void ActiveStream::finish(bool close_connection) {
     e.error = local_reason_;
     log->log(e);
   }
-  conn_.onStreamComplete(close_connection || !request_complete_);
+  conn_.onStreamComplete(close_connection || !request_complete_ || close_after_response_);
 }
 
 }  // namespace remora

@@ -169,6 +169,7 @@ class ActiveStream : public UpstreamClient,
   bool request_complete_ = false;
 
   bool response_started_ = false;
+  bool close_after_response_ = false;  // the response head said "connection: close"
   // The upstream's response head, serialized for the client. It waits for the body bytes (or the
   // end) parsed from the same upstream read, so a small response leaves in one write(v) instead
   // of two: one syscall and one TCP segment less per request.

@@ -704,6 +704,40 @@ TEST_F(HardeningTest, NotModifiedWithContentLengthIsForwardedAtOnceAndKeepsTheCo
   EXPECT_EQ(up.connections(), 1) << "the upstream connection was not reused";
 }
 
+TEST_F(HardeningTest, ResponseBeforeTheRequestBodyEndsSaysConnectionClose) {
+  // The upstream refuses a large upload at its head. The proxy closes the client connection after
+  // that response (the rest of the body cannot be told from a next request), and its head must
+  // say so: without "connection: close" a client pools the connection and loses its next request.
+  CannedUpstream up("HTTP/1.1 413 Content Too Large\r\ncontent-length: 4\r\n\r\nbig!");
+  ASSERT_TRUE(remora_.start(kConfig, {{"UP", up.address()}, {"IDLE_TIMEOUT", "60s"},
+                                      {"MAX_HEADERS_KB", "8"}, {"MAX_CONNECTIONS", ""},
+                                      {"ROUTE_TIMEOUT", "5s"}}));
+  int fd = connectTo(remora_.listenPort());
+  ASSERT_GE(fd, 0);
+  const std::string req = "POST /upload HTTP/1.1\r\nhost: x\r\ncontent-length: 1000000\r\n\r\n" +
+                          std::string(1000, 'x');
+  ASSERT_EQ(::send(fd, req.data(), req.size(), MSG_NOSIGNAL), static_cast<ssize_t>(req.size()));
+  const std::string head = readHead(fd, Duration(3000));
+  ASSERT_FALSE(head.empty()) << "no response head within 3 s";
+  EXPECT_EQ(head.rfind("HTTP/1.1 413 ", 0), 0u) << head;
+  EXPECT_NE(head.find("connection: close"), std::string::npos) << head;
+  // The body, then the close.
+  std::string rest;
+  const auto deadline = Clock::now() + Duration(3000);
+  for (;;) {
+    pollfd p{fd, POLLIN, 0};
+    const auto left = std::chrono::duration_cast<Duration>(deadline - Clock::now()).count();
+    ASSERT_GT(left, 0) << "the connection was left open after a connection: close response";
+    if (::poll(&p, 1, static_cast<int>(left)) <= 0) continue;
+    char b[256];
+    ssize_t n = ::recv(fd, b, sizeof(b), 0);
+    if (n <= 0) break;
+    rest.append(b, static_cast<size_t>(n));
+  }
+  EXPECT_EQ(rest, "big!");
+  ::close(fd);
+}
+
 TEST_F(HardeningTest, FallbackClusterTryAfterRouteTimeoutIsBoundedToo) {
   // Both clusters hang. The route timeout sends the request to the fallback cluster, whose try
   // used to have no timeout at all: the client waited forever.
