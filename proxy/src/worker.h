@@ -45,6 +45,10 @@ struct ListenerSocket {
   int fd = -1;
 };
 
+// Writes the UUID version 4 of 128 random bits (`hi`, `lo`; six of them become the version and
+// variant) as 36 lower-case characters, 8-4-4-4-12.
+void formatRequestId(uint64_t hi, uint64_t lo, std::string& out);
+
 class Worker {
  public:
   Worker(size_t id, std::shared_ptr<AccessLogger> access_log);

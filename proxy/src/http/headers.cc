@@ -143,19 +143,17 @@ bool ConnectionListed::contains(std::string_view name) const {
 }
 
 void HeaderBlock::appendName(const char* at, size_t len) {
-  // (llhttp refuses every other byte that is not a token character, tabs included.)
-  if (std::memchr(at, ' ', len) != nullptr) name_has_space_ = true;
   size_t from = buf_.size();
   buf_.append(at, len);
   toLowerInPlace(buf_.data() + from, len);
 }
 
 bool HeaderBlock::nameComplete() {
-  if (name_has_space_) {
-    // llhttp lets a space through in a response's header names: at the end ("Name : v") it is
-    // dropped, anywhere else ("Na me: v") the name is not a token.
-    name_has_space_ = false;
-    const size_t start = lines_.empty() ? 0 : lines_.back().end;
+  // llhttp lets a space through in a response's header names (it refuses every other byte that
+  // is not a token character, tabs included): at the end ("Name : v") it is dropped, anywhere
+  // else ("Na me: v") the name is not a token.
+  const size_t start = lines_.empty() ? 0 : lines_.back().end;
+  if (std::memchr(buf_.data() + start, ' ', buf_.size() - start) != nullptr) {
     size_t end = buf_.size();
     while (end > start && buf_[end - 1] == ' ') --end;
     buf_.resize(end);
@@ -181,7 +179,6 @@ void HeaderBlock::clearKeepingUpTo(size_t keep_bytes) {
   buf_.clear();
   lines_.clear();
   name_end_ = 0;
-  name_has_space_ = false;
   listed_.clear();
   if (buf_.capacity() + lines_.capacity() * sizeof(Line) > keep_bytes) {
     // A Connection value's tokens are no longer than the line that held them.

@@ -146,9 +146,8 @@ class HeaderBlock {
   };
   std::string buf_;
   std::vector<Line> lines_;
-  uint32_t name_end_ = 0;        // of the line being parsed (its start is the last line's end)
-  bool name_has_space_ = false;  // of the line being parsed
-  ConnectionListed listed_;      // what the message's Connection lines named
+  uint32_t name_end_ = 0;    // of the line being parsed (its start is the last line's end)
+  ConnectionListed listed_;  // what the message's Connection lines named
 };
 
 // s.clear(), freeing the memory when its capacity is more than `keep_bytes`.
