@@ -362,8 +362,17 @@ TEST_F(HardeningTest, ClientThatNeverReadsIsClosedAfterIdleTimeoutWithBoundedMem
     ASSERT_EQ(::send(fd, req.data(), req.size(), MSG_NOSIGNAL), static_cast<ssize_t>(req.size()));
     fds.push_back(fd);
   }
-  // Peak RSS while the responses are stuck, sampled until the proxy gives up on the clients.
+  // The proxy has taken the connections (a gauge still at 0 would pass the wait below at once).
   uint64_t rss_peak = rss_before;
+  ASSERT_TRUE(waitFor(
+      [&] {
+        rss_peak = std::max(rss_peak, rssKib(pid));
+        return metric("remora_downstream_connections_active", {{"listener", "ingress"}}) ==
+               kClients;
+      },
+      Duration(5000), Duration(10)))
+      << "the proxy did not take the " << kClients << " connections";
+  // Peak RSS while the responses are stuck, sampled until the proxy gives up on the clients.
   const bool closed = waitFor(
       [&] {
         rss_peak = std::max(rss_peak, rssKib(pid));
