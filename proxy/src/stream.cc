@@ -105,12 +105,16 @@ void ActiveStream::start() {
     replay_limit_ = static_cast<uint64_t>(p->buffer_limit_kb) * 1024;
   }
 
+  // The client's id when it sent one (the first that is not empty), else a new one: the id of
+  // the logs, and the one x-request-id the upstream gets (buildUpstreamHead).
   request_id_ = conn_.worker().takeBuffer();
-  if (const std::string* id = head_.headers.get("x-request-id"); id != nullptr && !id->empty()) {
-    request_id_.assign(*id);
-  } else {
-    conn_.worker().newRequestId(request_id_);
+  for (const auto& [name, value] : head_.headers) {
+    if (name == "x-request-id" && !value.empty()) {
+      request_id_.assign(value);
+      break;
+    }
   }
+  if (request_id_.empty()) conn_.worker().newRequestId(request_id_);
   if (const std::string* expect = head_.headers.get("expect");
       expect != nullptr && http::equalsIgnoreCase(*expect, "100-continue")) {
     // Answer 100-continue here (as Envoy does) rather than forwarding the expectation: the
@@ -336,18 +340,14 @@ void ActiveStream::buildUpstreamHead() {
   out.append(head_.method).append(" "sv).append(head_.url).append(" HTTP/1.1\r\n"sv);
   bool has_xff = false;
   bool has_proto = false;
-  bool has_request_id = false;
   bool has_host = false;
-  http::appendForwarded(head_.headers, out, [&](std::string_view name, const std::string& value) {
+  http::appendForwarded(head_.headers, out, [&](std::string_view name, const std::string&) {
     switch (name.size()) {
       case 4:
         has_host = has_host || name == "host";
         return false;
       case 12:
-        if (name != "x-request-id") return false;
-        // An empty one is replaced by the id this proxy made (start()).
-        has_request_id = has_request_id || !value.empty();
-        return value.empty();
+        return name == "x-request-id";  // replaced by request_id_, below
       case 15:
         if (name != "x-forwarded-for") return false;
         has_xff = true;
@@ -379,7 +379,7 @@ void ActiveStream::buildUpstreamHead() {
   if (const tls::PeerIdentity* peer = conn_.peerIdentity()) {
     out.append("x-forwarded-client-cert: "sv).append(peer->xfccValue()).append("\r\n"sv);
   }
-  if (!has_request_id) out.append("x-request-id: "sv).append(request_id_).append("\r\n"sv);
+  out.append("x-request-id: "sv).append(request_id_).append("\r\n"sv);
   if (!has_host) out.append("host: "sv).append(cluster_->name()).append("\r\n"sv);
   if (head_.chunked) {
     out.append("transfer-encoding: chunked\r\n"sv);

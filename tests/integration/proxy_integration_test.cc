@@ -554,6 +554,15 @@ TEST_F(ProxyTest, ClientRequestIdIsKept) {
   EXPECT_EQ(echo["headers"].value("x-request-id", ""), "abc-123");
   EXPECT_EQ(echo["header_list"].size(), echo["headers"].size())
       << "a header was duplicated: " << echo["header_list"].dump();
+
+  // Several: the first that is not empty is the request's id, and the only one sent on.
+  r = client.get("/id",
+                 {{"x-request-id", ""}, {"x-request-id", "rid-2"}, {"x-request-id", "rid-3"}});
+  ASSERT_TRUE(r.ok()) << r.error;
+  echo = parseJson(r.body);
+  EXPECT_EQ(echo["headers"].value("x-request-id", ""), "rid-2") << echo["header_list"].dump();
+  EXPECT_EQ(echo["header_list"].size(), echo["headers"].size())
+      << "a header was duplicated: " << echo["header_list"].dump();
 }
 
 TEST_F(ProxyTest, ForwardedHeadersAreJoinedAndSanitized) {
