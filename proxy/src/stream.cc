@@ -560,7 +560,6 @@ void ActiveStream::onResponseHeaders(int status, const http::HeaderBlock& header
   // end cannot be told from the next request's start): say so, or a client that reads this
   // response first would put the connection back in its pool and lose its next request on it.
   close_after_response_ = framing_ == Framing::Close || !head_.keep_alive || !request_complete_;
-  const bool close_after = close_after_response_;
 
   std::string& out = response_head_;
   out = conn_.worker().takeBuffer();
@@ -575,7 +574,7 @@ void ActiveStream::onResponseHeaders(int status, const http::HeaderBlock& header
   } else if (framing_ == Framing::Chunked) {
     out.append("transfer-encoding: chunked\r\n"sv);
   }
-  if (close_after) {
+  if (close_after_response_) {
     out.append("connection: close\r\n"sv);
   } else if (!client_11) {
     out.append("connection: keep-alive\r\n"sv);

@@ -61,14 +61,6 @@ size_t HeaderMap::memoryBytes() const {
   return bytes;
 }
 
-void HeaderMap::set(std::string_view name, std::string_view value) {
-  // `value` may point into an entry that remove() reorders: add first, then drop the others.
-  add(name, value);
-  size_t last = size_ - 1;
-  size_t i = 0;
-  removeIf([&](const Entry& e) { return i++ != last && e.first == name; });
-}
-
 void HeaderMap::remove(std::string_view name) {
   removeIf([&](const Entry& e) { return e.first == name; });
 }

@@ -56,8 +56,6 @@ class HeaderMap {
   const std::string* get(std::string_view name) const;
   size_t count(std::string_view name) const;
   void add(std::string_view name, std::string_view value);
-  // Replaces every entry of `name` by one.
-  void set(std::string_view name, std::string_view value);
   void remove(std::string_view name);
   bool empty() const { return size_ == 0; }
   size_t size() const { return size_; }
