@@ -35,6 +35,9 @@ requests = {
     "http10": b"GET /old HTTP/1.0\r\n\r\n",
     "http10-keepalive": b"GET /old HTTP/1.0\r\nconnection: keep-alive\r\n\r\nGET /old2 HTTP/1.0\r\n\r\n",
     "connection-close": b"GET / HTTP/1.1\r\n" + H + b"connection: close\r\n\r\n",
+    "absolute-form-ok": b"GET http://orders.internal:8080/a?b=c HTTP/1.1\r\nhost: elsewhere\r\n\r\n"
+                     b"OPTIONS HTTP://orders HTTP/1.1\r\n\r\nGET http://u@x/ HTTP/1.1\r\n\r\n",
+    "bad-host": b"GET / HTTP/1.1\r\nhost: x/y@z\r\n\r\n",
     "empty-values": b"GET / HTTP/1.1\r\nx-empty:\r\n" + H + b"x-blank: \r\nx-last:\r\n\r\n",
     "hop-by-hop": b"GET / HTTP/1.1\r\n" + H + b"connection: x-drop, keep-alive\r\nx-drop: 1\r\n"
                   b"keep-alive: 5\r\nte: trailers\r\nupgrade: h2c\r\nproxy-connection: x\r\n\r\n",

@@ -19,7 +19,8 @@
 // Checks, beyond ASan/UBSan/LSan:
 //   - what the proxy forwards upstream is one well-formed HTTP/1.1 request per message: llhttp
 //     accepts it, header names are tokens, values hold no CR/LF/NUL, exactly one framing header at
-//     most and never both, at most one host, an origin-form target (request smuggling oracle);
+//     most and never both, exactly one host and a bare authority in it, an origin-form target
+//     (request smuggling oracle);
 //   - what the client receives parses as HTTP/1.1 responses with one unambiguous framing, the
 //     proxy's own connection header only, no other hop-by-hop header, at most one
 //     x-remora-attempts (response smuggling oracle; ClientChecker, not for inputs with a HEAD);
@@ -395,7 +396,14 @@ class Upstream {
         ++transfer_encoding;
         if (value != "chunked") fail("forwarded transfer-encoding is \"" + value + "\"");
       }
-      if (lower == "host") ++host;
+      if (lower == "host") {
+        ++host;
+        // An authority (RFC 3986 3.2.2), as the upstream will read it: no whitespace, path,
+        // query, fragment or userinfo that would make it name another host than the one routed.
+        if (value.find_first_of(std::string_view(" \t/?#@\\", 7)) != std::string::npos) {
+          fail("forwarded host is not a bare authority: \"" + value + "\"");
+        }
+      }
     }
     if (content_length > 1 || transfer_encoding > 1 || (content_length && transfer_encoding)) {
       fail("forwarded request has ambiguous framing (content-length x" +

@@ -198,7 +198,15 @@ std::vector<BadRequest> badRequests() {
       {"LF-only head", "GET / HTTP/1.1\nhost: x\n\n", 400},
       {"two host headers", "GET / HTTP/1.1\r\n" + h + "host: y\r\n\r\n", 400},
       // Request targets a reverse proxy must not route (or routes to the wrong place).
-      {"absolute-form", "GET http://evil.example/x HTTP/1.1\r\n" + h + "\r\n", 400},
+      // absolute-form is taken as RFC 9112 3.2.2 asks (AbsoluteFormIsForwardedInOriginForm),
+      // only for http:// and a valid host.
+      {"absolute-form https", "GET https://evil.example/x HTTP/1.1\r\n" + h + "\r\n", 400},
+      {"absolute-form userinfo", "GET http://u@evil.example/x HTTP/1.1\r\n" + h + "\r\n", 400},
+      {"absolute-form no host", "GET http:///x HTTP/1.1\r\n" + h + "\r\n", 400},
+      {"absolute-form two hosts", "GET http://a/x HTTP/1.1\r\nhost: b\r\nhost: c\r\n\r\n", 400},
+      {"host with a path", "GET / HTTP/1.1\r\nhost: evil.example/x\r\n\r\n", 400},
+      {"host with userinfo", "GET / HTTP/1.1\r\nhost: u@evil.example\r\n\r\n", 400},
+      {"host with a space", "GET / HTTP/1.1\r\nhost: a b\r\n\r\n", 400},
       {"authority-form", "GET evil.example:80 HTTP/1.1\r\n" + h + "\r\n", 400},
       {"asterisk with GET", "GET * HTTP/1.1\r\n" + h + "\r\n", 400},
       {"no leading slash", "GET x/y HTTP/1.1\r\n" + h + "\r\n", 400},
@@ -261,6 +269,37 @@ TEST_F(HardeningTest, SmugglingVariantsAreRefusedAndNeverReachTheUpstream) {
   Response r = ok.get("/fine");
   ASSERT_TRUE(r.ok()) << r.error;
   EXPECT_EQ(r.status, 200);
+}
+
+// A client configured to use Remora as its HTTP proxy (HTTP_PROXY) sends absolute-form targets,
+// which a server must accept (RFC 9112 3.2.2): the upstream gets origin-form, and the URI's
+// authority as its one Host, whatever Host the client sent. Routes match the path.
+TEST_F(HardeningTest, AbsoluteFormIsForwardedInOriginForm) {
+  start();
+  HttpClient client = remora_.client(Duration(5000));
+  ASSERT_TRUE(client.sendRaw("GET http://orders.internal:8080/abs?x=1 HTTP/1.1\r\n"
+                             "host: somewhere-else\r\nx-a: 1\r\n\r\n"));
+  Response r = client.readResponse();
+  ASSERT_TRUE(r.ok()) << r.error;
+  ASSERT_EQ(r.status, 200) << r.body;
+  auto echo = parseJson(r.body);
+  ASSERT_FALSE(echo.is_discarded()) << r.body;
+  EXPECT_EQ(echo.value("url", ""), "/abs?x=1");
+  EXPECT_EQ(echo["headers"].value("host", ""), "orders.internal:8080") << echo["header_list"].dump();
+  EXPECT_EQ(echo["headers"].value("x-a", ""), "1");
+  int hosts = 0;
+  for (const auto& line : echo["header_list"]) hosts += line[0] == "host" ? 1 : 0;
+  EXPECT_EQ(hosts, 1) << echo["header_list"].dump();
+  EXPECT_TRUE(r.keep_alive);
+
+  // Without a path, and in upper case: "/" and no Host needed from the client.
+  ASSERT_TRUE(client.sendRaw("GET HTTP://orders HTTP/1.1\r\n\r\n"));
+  r = client.readResponse();
+  ASSERT_TRUE(r.ok()) << r.error;
+  ASSERT_EQ(r.status, 200) << r.body;
+  echo = parseJson(r.body);
+  EXPECT_EQ(echo.value("url", ""), "/");
+  EXPECT_EQ(echo["headers"].value("host", ""), "orders");
 }
 
 TEST_F(HardeningTest, OptionsAsteriskIsNotTreatedAsMalformed) {

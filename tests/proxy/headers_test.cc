@@ -321,5 +321,100 @@ TEST(SerializeTest, WritesNameColonValueCrlf) {
   EXPECT_EQ(out, "host: a\r\nx-y: b c\r\n");
 }
 
+// What absoluteFormToOriginForm makes of a target: the new target and Host lines, or the error.
+struct OriginForm {
+  std::string error;
+  std::string target;
+  std::vector<std::string> hosts;
+};
+OriginForm toOrigin(std::string_view method, std::string target,
+                    std::initializer_list<std::pair<const char*, const char*>> headers) {
+  HeaderMap h;
+  for (const auto& [n, v] : headers) h.add(n, v);
+  OriginForm out;
+  out.error = std::string(absoluteFormToOriginForm(method, target, h));
+  out.target = target;
+  for (const auto& [n, v] : h) {
+    if (n == "host") out.hosts.push_back(v);
+  }
+  return out;
+}
+
+TEST(AbsoluteFormTest, BecomesOriginFormWithTheUrisAuthorityAsHost) {
+  OriginForm r = toOrigin("GET", "http://orders.internal:8080/a/b?c=d", {{"host", "elsewhere"}});
+  EXPECT_EQ(r.error, "");
+  EXPECT_EQ(r.target, "/a/b?c=d");
+  EXPECT_EQ(r.hosts, std::vector<std::string>{"orders.internal:8080"});
+
+  r = toOrigin("GET", "HTTP://Orders", {});  // the scheme is case-insensitive; no Host needed
+  EXPECT_EQ(r.error, "");
+  EXPECT_EQ(r.target, "/");
+  EXPECT_EQ(r.hosts, std::vector<std::string>{"Orders"});
+
+  r = toOrigin("GET", "http://orders?q", {{"host", "orders"}});  // empty path before a query
+  EXPECT_EQ(r.target, "/?q");
+  r = toOrigin("OPTIONS", "http://orders", {});  // RFC 9112 3.2.4
+  EXPECT_EQ(r.target, "*");
+  r = toOrigin("OPTIONS", "http://orders/", {});
+  EXPECT_EQ(r.target, "/");
+  r = toOrigin("GET", "http://[::1]:80/x", {});
+  EXPECT_EQ(r.hosts, std::vector<std::string>{"[::1]:80"});
+}
+
+TEST(AbsoluteFormTest, LeavesOtherFormsForRequestHeadErrorToJudge) {
+  for (const char* target : {"/a", "*", "orders:80", "x/y", "://a/b", "1http://a/"}) {
+    SCOPED_TRACE(target);
+    OriginForm r = toOrigin("GET", target, {{"host", "h"}});
+    EXPECT_EQ(r.error, "");
+    EXPECT_EQ(r.target, target);
+    EXPECT_EQ(r.hosts, std::vector<std::string>{"h"});
+  }
+}
+
+TEST(AbsoluteFormTest, RefusesWhatCannotBeForwardedSafely) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"https://a/x", "scheme other than http://"},
+      {"ftp://a/x", "scheme other than http://"},
+      {"http:///x", "without a host"},
+      {"http://?x", "without a host"},
+      {"http://user:pw@a/x", "userinfo"},
+      {"http://a\\b/x", "invalid host"},
+      {"http://a%20b\"c/x", "invalid host"},
+  };
+  for (const auto& [target, why] : cases) {
+    SCOPED_TRACE(target);
+    OriginForm r = toOrigin("GET", target, {});
+    EXPECT_NE(r.error.find(why), std::string::npos) << r.error;
+  }
+  // Two Host lines stay an error even though both would be replaced.
+  OriginForm r = toOrigin("GET", "http://a/x", {{"host", "b"}, {"host", "c"}});
+  EXPECT_EQ(r.error, "more than one host header");
+}
+
+TEST(AuthorityTest, HostPortIpLiteralsAndNothingElse) {
+  for (const char* ok : {"", "a", "orders.svc.cluster.local:8080", "127.0.0.1", "[::1]:9901",
+                         "xn--bcher-kva.example", "a%2Db", "a_b~c!$&'()*+,;="}) {
+    EXPECT_TRUE(isValidAuthority(ok)) << ok;
+  }
+  for (const char* bad : {"a b", "a/b", "a?b", "a#b", "u@a", "a\tb", "a\\b", "a\"b", "a<b",
+                          "caf\xc3\xa9"}) {
+    EXPECT_FALSE(isValidAuthority(bad)) << bad;
+  }
+}
+
+TEST(RequestHeadErrorTest, HostMustBeOneValidAuthority) {
+  HeaderMap h;
+  h.add("host", "orders:80");
+  EXPECT_EQ(requestHeadError("GET", "/", 1, h), "");
+  h.add("host", "orders:80");
+  EXPECT_EQ(requestHeadError("GET", "/", 1, h), "more than one host header");
+  HeaderMap bad;
+  bad.add("host", "evil.example/path");
+  EXPECT_EQ(requestHeadError("GET", "/", 1, bad), "invalid host header value");
+  HeaderMap empty;  // an empty Host is allowed (RFC 9110 7.2)
+  empty.add("host", "");
+  EXPECT_EQ(requestHeadError("GET", "/", 1, empty), "");
+}
+
 }  // namespace
 }  // namespace remora::http

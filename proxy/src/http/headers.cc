@@ -212,7 +212,64 @@ constexpr std::array<bool, 256> kTokenChars = [] {
 
 bool isTokenChar(char c) { return kTokenChars[static_cast<unsigned char>(c)]; }
 
+// The bytes of an authority (RFC 3986 3.2.2 host and 3.2.3 port) without userinfo: unreserved,
+// sub-delims, '%' of pct-encoded, ':' and the brackets of an IP literal.
+constexpr std::array<bool, 256> kAuthorityChars = [] {
+  std::array<bool, 256> t{};
+  for (int c = '0'; c <= '9'; ++c) t[c] = true;
+  for (int c = 'a'; c <= 'z'; ++c) t[c] = true;
+  for (int c = 'A'; c <= 'Z'; ++c) t[c] = true;
+  for (char c : std::string_view("-._~!$&'()*+,;=%:[]")) t[static_cast<unsigned char>(c)] = true;
+  return t;
+}();
+
 }  // namespace
+
+bool isValidAuthority(std::string_view authority) {
+  return std::all_of(authority.begin(), authority.end(),
+                     [](char c) { return kAuthorityChars[static_cast<unsigned char>(c)]; });
+}
+
+std::string_view absoluteFormToOriginForm(std::string_view method, std::string& target,
+                                          HeaderMap& headers) {
+  if (target.empty() || target.front() == '/' || target == "*") return {};
+  // A scheme is ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) followed by "://" here; anything
+  // else (authority-form "host:port", a bare word) is not absolute-form: requestHeadError says no.
+  const size_t colon = target.find("://");
+  if (colon == std::string::npos || colon == 0) return {};
+  const std::string_view scheme = std::string_view(target).substr(0, colon);
+  const auto alpha = [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); };
+  if (!alpha(scheme.front()) || !std::all_of(scheme.begin(), scheme.end(), [&](char c) {
+        return alpha(c) || (c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.';
+      })) {
+    return {};
+  }
+  if (!equalsIgnoreCase(scheme, "http")) {
+    return "absolute-form request target with a scheme other than http:// (https goes through "
+           "CONNECT, which is not supported)";
+  }
+  const size_t authority_start = colon + 3;
+  const size_t authority_end = target.find_first_of("/?", authority_start);
+  const std::string_view authority =
+      std::string_view(target).substr(authority_start, authority_end - authority_start);
+  if (authority.empty()) return "absolute-form request target without a host";
+  if (authority.find('@') != std::string_view::npos) {
+    return "absolute-form request target with userinfo (user@host)";
+  }
+  if (!isValidAuthority(authority)) return "absolute-form request target with an invalid host";
+  if (headers.count("host") > 1) return "more than one host header";
+  std::string host(authority);
+  if (authority_end == std::string::npos) {
+    target = method == "OPTIONS" ? "*" : "/";
+  } else if (target[authority_end] == '?') {
+    target.replace(0, authority_end, "/");
+  } else {
+    target.erase(0, authority_end);
+  }
+  headers.remove("host");
+  headers.add("host", host);
+  return {};
+}
 
 std::string_view requestHeadError(std::string_view method, std::string_view target,
                                   int http_minor, const HeaderMap& headers) {
@@ -233,12 +290,14 @@ std::string_view requestHeadError(std::string_view method, std::string_view targ
                     [](char c) { return c == '\r' || c == '\n' || c == '\0'; })) {
       return "header value with CR, LF or NUL (obs-fold line folding is not accepted)";
     }
-    if (name == "host") ++hosts;
+    if (name == "host") {
+      if (++hosts > 1) return "more than one host header";
+      if (!isValidAuthority(value)) return "invalid host header value";
+    }
     if (name == "transfer-encoding" && http_minor == 0) {
       return "transfer-encoding in an HTTP/1.0 request";
     }
   }
-  if (hosts > 1) return "more than one host header";
   return {};
 }
 

@@ -183,13 +183,30 @@ void appendForwarded(const HeaderMap& headers, std::string& out, Drop&& drop) {
   }
 }
 
+// RFC 9112 3.2.2: a request target in absolute-form ("GET http://orders:8080/a?b HTTP/1.1", what
+// clients send to a proxy they are configured to use, e.g. through HTTP_PROXY) becomes the
+// origin-form every upstream understands: `target` is set to the path and query ("/" when the
+// path is empty; "*" for an OPTIONS without path or query, 3.2.4) and every Host line is replaced
+// by one holding the URI's authority, the proxy ignoring the Host received, as the RFC requires.
+// Only the "http" scheme is taken (case-insensitive); the authority must be a valid, non-empty
+// host[:port] without userinfo. More than one Host line stays an error (requestHeadError).
+// Returns "" when `target` was rewritten or is not in absolute-form (it is then left as it is, for
+// requestHeadError to judge), otherwise the reason for a 400.
+std::string_view absoluteFormToOriginForm(std::string_view method, std::string& target,
+                                          HeaderMap& headers);
+
+// True when `authority` is a syntactically valid uri-host [":" port] (RFC 9110 7.2, RFC 3986
+// 3.2.2): unreserved, sub-delims, pct-encoded, ':' and the brackets of an IP literal; no
+// whitespace, '@' (userinfo), '/', '?', '#' or control bytes. Empty is valid (a Host may be empty).
+bool isValidAuthority(std::string_view authority);
+
 // Checks a parsed request head against the rules of RFC 9110/9112 that llhttp leaves to the
 // application and whose violation makes a request mean different things to different servers
 // (request smuggling): the target must be origin-form ("/path?query", or "*" for OPTIONS) without
 // a fragment, header names must be tokens (no whitespace before the colon), values must not hold
-// CR, LF or NUL (what obs-fold line folding leaves behind), at most one Host, and no
-// Transfer-Encoding in HTTP/1.0. Returns "" when the head may be forwarded, otherwise the reason
-// for a 400.
+// CR, LF or NUL (what obs-fold line folding leaves behind), at most one Host and a valid one
+// (isValidAuthority), and no Transfer-Encoding in HTTP/1.0. Returns "" when the head may be
+// forwarded, otherwise the reason for a 400.
 std::string_view requestHeadError(std::string_view method, std::string_view target,
                                   int http_minor, const HeaderMap& headers);
 
