@@ -452,7 +452,7 @@ std::shared_ptr<PendingRequest> ConnectionPool::newStream(UpstreamClient& client
                          "too many requests waiting for a connection to " + endpoint_.key);
     return nullptr;
   }
-  auto pending = std::make_shared<PendingRequest>(&client);
+  auto pending = std::make_shared<PendingRequest>(&client, force_new_connection);
   pending_.push_back(pending);
   if (connecting_ < pending_.size() && connections_.size() < max_connections_) {
     createConnection();
@@ -494,15 +494,43 @@ void ConnectionPool::onConnectFailed(UpstreamConnection* conn, UpstreamFailure r
   }
 }
 
+UpstreamConnection* ConnectionPool::takeIdle(bool needs_new_connection) {
+  if (idle_.empty()) return nullptr;
+  if (needs_new_connection) {
+    for (auto it = idle_.rbegin(); it != idle_.rend(); ++it) {
+      if (!(*it)->reused()) {
+        UpstreamConnection* conn = *it;
+        idle_.erase(std::next(it).base());
+        return conn;
+      }
+    }
+    // No new connection is coming (at max_connections, every slot busy or pooled): a pooled one
+    // rather than waiting for the route timeout.
+    if (connecting_ > 0 || connections_.size() < max_connections_) return nullptr;
+  }
+  UpstreamConnection* conn = idle_.back();
+  idle_.pop_back();
+  return conn;
+}
+
 void ConnectionPool::servePending() {
-  while (!pending_.empty() && !idle_.empty()) {
-    auto p = pending_.front();
-    pending_.pop_front();
-    if (p->cancelled) continue;
-    UpstreamConnection* conn = idle_.back();
-    idle_.pop_back();
-    conn->attach(p->client);
-    p->client->onPoolReady(*conn);
+  // Oldest first; a request that needs a new connection lets younger ones take pooled ones.
+  // onPoolReady may queue requests again (a replay), so the scan restarts after each one served.
+  while (!idle_.empty()) {
+    std::shared_ptr<PendingRequest> served;
+    UpstreamConnection* conn = nullptr;
+    for (auto it = pending_.begin(); it != pending_.end(); ++it) {
+      if ((*it)->cancelled) continue;
+      conn = takeIdle((*it)->needs_new_connection);
+      if (conn != nullptr) {
+        served = std::move(*it);
+        pending_.erase(it);
+        break;
+      }
+    }
+    if (conn == nullptr) break;
+    conn->attach(served->client);
+    served->client->onPoolReady(*conn);
   }
   // Drop cancelled requests at the head so they do not count against max_pending.
   while (!pending_.empty() && pending_.front()->cancelled) pending_.pop_front();

@@ -151,9 +151,12 @@ class UpstreamConnection : public WriteCallbacks {
 // Handle for a request waiting in the pool's queue; cancel() when the request goes away.
 class PendingRequest {
  public:
-  explicit PendingRequest(UpstreamClient* c) : client(c) {}
+  PendingRequest(UpstreamClient* c, bool new_connection)
+      : client(c), needs_new_connection(new_connection) {}
   UpstreamClient* client;
   bool cancelled = false;
+  // Served only by a connection that has carried no request yet (see ConnectionPool::newStream).
+  bool needs_new_connection = false;
 };
 
 class ConnectionPool {
@@ -162,7 +165,10 @@ class ConnectionPool {
   ~ConnectionPool();
 
   // Either calls client.onPoolReady / onPoolFailure before returning (and returns nullptr), or
-  // queues the request and returns a handle to cancel it with.
+  // queues the request and returns a handle to cancel it with. `force_new_connection`: the
+  // request gets a connection that has carried no request yet (a replay after a pooled one turned
+  // out closed by the upstream must not land on another stale one), not an idle pooled one, unless
+  // the pool is at max_connections with nothing connecting.
   std::shared_ptr<PendingRequest> newStream(UpstreamClient& client, const ClusterInfo& cluster,
                                             bool force_new_connection);
   // The response ended. `reusable`: both sides kept the connection alive.
@@ -185,6 +191,8 @@ class ConnectionPool {
   void onConnected(UpstreamConnection* conn);
   void onConnectFailed(UpstreamConnection* conn, UpstreamFailure reason, const std::string& detail);
   void servePending();
+  // An idle connection for a waiting request, taken out of idle_; nullptr when none fits.
+  UpstreamConnection* takeIdle(bool needs_new_connection);
   UpstreamConnection* createConnection();
 
   Worker& worker_;

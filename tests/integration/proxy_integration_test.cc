@@ -184,6 +184,34 @@ TEST_F(ProxyTest, StaleKeepAliveConnectionIsRetriedTransparently) {
   }
 }
 
+// Many clients at once against an upstream that closes every connection silently after its
+// answer: a request whose pooled connection turns out stale is replayed on a new connection, and
+// must not be handed a pooled connection another request just released (as stale as the first:
+// it failed a second time and reached the client as a 502).
+TEST_F(ProxyTest, StaleConnectionReplayGetsANewConnectionUnderConcurrency) {
+  startBasic();
+  constexpr int kClients = 8;
+  constexpr int kRequests = 40;
+  std::vector<std::string> failures(kClients);
+  std::vector<std::thread> threads;
+  for (int c = 0; c < kClients; ++c) {
+    threads.emplace_back([&, c] {
+      HttpClient client = remora_.client(Duration(10000));
+      for (int i = 0; i < kRequests && failures[c].empty(); ++i) {
+        Response r = client.post("/stale", "payload", {{"x-fake-close-silently", "1"}});
+        if (!r.ok() || r.status != 200) {
+          failures[c] = "client " + std::to_string(c) + " POST " + std::to_string(i) + ": " +
+                        (r.ok() ? std::to_string(r.status) + " " + r.body : r.error);
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (const std::string& f : failures) EXPECT_EQ(f, "");
+  EXPECT_EQ(statsOf(up_).requests, static_cast<uint64_t>(kClients * kRequests))
+      << "a request reached the application twice, or not at all";
+}
+
 // --- Malformed requests and local errors. ---
 
 TEST_F(ProxyTest, GarbageRequestLineGets400AndClose) {
