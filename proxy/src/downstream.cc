@@ -289,7 +289,10 @@ void DownstreamConnection::processInput(const char* data, size_t len) {
     }
   }
   input_begin_ = data;
+  parsing_input_ = true;
   llhttp_errno_t err = llhttp_execute(&parser_, data, len);
+  parsing_input_ = false;
+  if (stream_) stream_->flushUpstream();
   if (closing_) return;
   if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
     const char* pos = llhttp_get_error_pos(&parser_);

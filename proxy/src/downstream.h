@@ -36,6 +36,9 @@ class DownstreamConnection : public WriteCallbacks {
 
   // Used by ActiveStream.
   Worker& worker() { return worker_; }
+  // True while the client's latest bytes are being parsed: whatever the request's stream writes
+  // upstream meanwhile can wait for ActiveStream::flushUpstream at the end of the parse.
+  bool parsingInput() const { return parsing_input_; }
   int write(const uv_buf_t* bufs, unsigned n) { return writer_.write(bufs, n); }
   size_t pendingWriteBytes() const { return writer_.pendingBytes(); }
   void readDisable(uint32_t reason, bool disable);
@@ -128,6 +131,7 @@ class DownstreamConnection : public WriteCallbacks {
   uint64_t last_client_io_ms_ = 0;            // uv_now() of the last read or write progress
   std::string pipelined_;  // bytes received after a complete request, parsed after its response
   bool parser_paused_ = false;
+  bool parsing_input_ = false;  // inside processInput's llhttp_execute
   bool peer_closed_ = false;   // the client half-closed (EOF)
   bool closing_ = false;       // close requested: no more parsing, no new streams
   bool close_after_flush_ = false;

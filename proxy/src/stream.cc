@@ -17,6 +17,8 @@ namespace {
 
 // Flow control watermark: stop reading one side when the other side has this much queued.
 constexpr size_t kHighWatermark = 256 * 1024;
+// At most this many bytes of upstream writes wait for the end of a client read (upstream_cork_).
+constexpr size_t kUpstreamCorkBytes = 16 * 1024;
 // Body bytes that arrive with the response head and are at most this many are copied behind the
 // head and written with it (see writeDownstream).
 constexpr size_t kCoalesceBodyBytes = 2048;
@@ -83,6 +85,7 @@ ActiveStream::~ActiveStream() {
   w.recycleBuffer(std::move(request_id_));
   w.recycleBuffer(std::move(upstream_head_));
   w.recycleBuffer(std::move(response_head_));
+  w.recycleBuffer(std::move(upstream_cork_));
   w.recycleRequestHead(std::move(head_));
 }
 
@@ -397,10 +400,19 @@ void ActiveStream::onPoolReady(UpstreamConnection& conn) {
   upstream_ = &conn;
   upstream_reused_ = conn.reused();
   if (head_.method == "HEAD") conn.expectNoBody();
+  // The head, the body received so far and, while the client's read is still being parsed, the
+  // rest of it that read holds go out together (flushUpstream). A request without a body (or one
+  // already sent on an earlier try, i.e. complete) goes at once.
+  upstream_cork_.clear();
+  upstream_corked_ = head_.hasBody();
+  if (upstream_corked_ && upstream_cork_.capacity() == 0) {
+    upstream_cork_ = conn_.worker().takeBuffer();
+  }
   uv_buf_t b = uv_buf_init(upstream_head_.data(), static_cast<unsigned>(upstream_head_.size()));
   writeUpstream(&b, 1);
   sendBody();
   if (request_complete_) sendBodyEnd();
+  if (!conn_.parsingInput()) flushUpstream();
   if (upstream_ != nullptr && upstream_->pendingWriteBytes() <= kHighWatermark) {
     // Reading may have been paused while the body waited for this connection.
     conn_.readDisable(DownstreamConnection::kReadPausedUpstreamFull, false);
@@ -408,6 +420,40 @@ void ActiveStream::onPoolReady(UpstreamConnection& conn) {
 }
 
 void ActiveStream::writeUpstream(const uv_buf_t* bufs, unsigned n) {
+  if (upstream_ == nullptr) return;
+  if (upstream_corked_) {
+    size_t len = 0;
+    for (unsigned i = 0; i < n; ++i) len += bufs[i].len;
+    if (upstream_cork_.size() + len <= kUpstreamCorkBytes) {
+      for (unsigned i = 0; i < n; ++i) upstream_cork_.append(bufs[i].base, bufs[i].len);
+      return;
+    }
+    // Too much to copy: what is gathered and these bytes in one writev, then straight through.
+    upstream_corked_ = false;
+    uv_buf_t all[4];
+    unsigned count = 0;
+    if (!upstream_cork_.empty()) {
+      all[count++] = uv_buf_init(upstream_cork_.data(), static_cast<unsigned>(upstream_cork_.size()));
+    }
+    for (unsigned i = 0; i < n && count < 4; ++i) all[count++] = bufs[i];
+    writeUpstreamNow(all, count);
+    upstream_cork_.clear();
+    return;
+  }
+  writeUpstreamNow(bufs, n);
+}
+
+void ActiveStream::flushUpstream() {
+  if (!upstream_corked_) return;
+  upstream_corked_ = false;
+  if (!upstream_cork_.empty()) {
+    uv_buf_t b = uv_buf_init(upstream_cork_.data(), static_cast<unsigned>(upstream_cork_.size()));
+    writeUpstreamNow(&b, 1);  // the writer copies what the kernel does not take at once
+    upstream_cork_.clear();
+  }
+}
+
+void ActiveStream::writeUpstreamNow(const uv_buf_t* bufs, unsigned n) {
   if (upstream_ == nullptr) return;
   upstream_->write(bufs, n);
   if (upstream_ != nullptr && upstream_->pendingWriteBytes() > kHighWatermark) {
@@ -683,6 +729,8 @@ void ActiveStream::onDownstreamReset(const std::string& reason) {
 }
 
 void ActiveStream::cleanupUpstream() {
+  upstream_corked_ = false;
+  upstream_cork_.clear();
   if (upstream_ != nullptr) {
     // Never reuse a connection whose response we did not read to the end.
     upstream_->abort();

@@ -54,6 +54,8 @@ class ActiveStream : public UpstreamClient,
   void start();
   void onRequestBody(const char* data, size_t len);
   void onRequestComplete();
+  // The parse of the client's latest bytes ended: send what was gathered for the upstream.
+  void flushUpstream();
   void onRouteTimeout();
   // The downstream connection failed (reset, write error): give up on the request.
   void onDownstreamReset(const std::string& reason);
@@ -108,6 +110,7 @@ class ActiveStream : public UpstreamClient,
   void sendBody();
   void sendBodyEnd();
   void writeUpstream(const uv_buf_t* bufs, unsigned n);
+  void writeUpstreamNow(const uv_buf_t* bufs, unsigned n);
   void cleanupUpstream();
   // Common start of answering locally: drop the upstream side of the request. Returns true when
   // the request is over already (answered, or a response had started and the connection closed).
@@ -161,6 +164,12 @@ class ActiveStream : public UpstreamClient,
   std::optional<FallbackReason> fallback_reason_;  // set when a fallback cluster answers
 
   std::string upstream_head_;
+  // Upstream writes made while the client's bytes are still being parsed (a request with a body
+  // that got a pooled connection at once) are gathered here, up to kUpstreamCorkBytes, and go out
+  // as one write when the parse of that read ends (flushUpstream): a small POST's head and body,
+  // and a chunked body's last chunk, leave in one TCP segment instead of two or three.
+  std::string upstream_cork_;
+  bool upstream_corked_ = false;
   std::vector<std::string> body_;  // request body chunks not yet sent, or kept for a replay
   size_t body_sent_ = 0;          // chunks of body_ already written to the current upstream
   uint64_t body_received_ = 0;
