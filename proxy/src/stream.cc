@@ -431,12 +431,14 @@ void ActiveStream::writeUpstream(const uv_buf_t* bufs, unsigned n) {
     // Too much to copy: what is gathered and these bytes in one writev, then straight through.
     upstream_corked_ = false;
     uv_buf_t all[4];
-    unsigned count = 0;
-    if (!upstream_cork_.empty()) {
-      all[count++] = uv_buf_init(upstream_cork_.data(), static_cast<unsigned>(upstream_cork_.size()));
+    if (upstream_cork_.empty() || n >= std::size(all)) {
+      flushGathered();
+      writeUpstreamNow(bufs, n);
+      return;
     }
-    for (unsigned i = 0; i < n && count < 4; ++i) all[count++] = bufs[i];
-    writeUpstreamNow(all, count);
+    all[0] = uv_buf_init(upstream_cork_.data(), static_cast<unsigned>(upstream_cork_.size()));
+    std::copy(bufs, bufs + n, all + 1);
+    writeUpstreamNow(all, n + 1);
     upstream_cork_.clear();
     return;
   }
@@ -446,11 +448,14 @@ void ActiveStream::writeUpstream(const uv_buf_t* bufs, unsigned n) {
 void ActiveStream::flushUpstream() {
   if (!upstream_corked_) return;
   upstream_corked_ = false;
-  if (!upstream_cork_.empty()) {
-    uv_buf_t b = uv_buf_init(upstream_cork_.data(), static_cast<unsigned>(upstream_cork_.size()));
-    writeUpstreamNow(&b, 1);  // the writer copies what the kernel does not take at once
-    upstream_cork_.clear();
-  }
+  flushGathered();
+}
+
+void ActiveStream::flushGathered() {
+  if (upstream_cork_.empty()) return;
+  uv_buf_t b = uv_buf_init(upstream_cork_.data(), static_cast<unsigned>(upstream_cork_.size()));
+  writeUpstreamNow(&b, 1);  // the writer copies what the kernel does not take at once
+  upstream_cork_.clear();
 }
 
 void ActiveStream::writeUpstreamNow(const uv_buf_t* bufs, unsigned n) {

@@ -144,7 +144,12 @@ TEST_P(ProxyBodyTest, CloseDelimitedUpstreamResponse) {
   EXPECT_EQ(sha256Hex(r.body), r.header("x-response-sha256"));
 }
 
-INSTANTIATE_TEST_SUITE_P(Sizes, ProxyBodyTest, ::testing::Values(size_t{0}, size_t{1024}, kTenMiB),
+// 2048 and 2049: the largest response body that is copied behind the response head and the
+// smallest that is not (kCoalesceBodyBytes); 15000 and 40000: request bodies whose first read
+// fits the upstream write gathering (kUpstreamCorkBytes, 16 KiB) and one that does not.
+INSTANTIATE_TEST_SUITE_P(Sizes, ProxyBodyTest,
+                         ::testing::Values(size_t{0}, size_t{1024}, size_t{2048}, size_t{2049},
+                                           size_t{15000}, size_t{40000}, kTenMiB),
                          [](const auto& info) { return "B" + std::to_string(info.param); });
 
 // --- Connections. ---
