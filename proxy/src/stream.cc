@@ -405,8 +405,8 @@ void ActiveStream::onPoolReady(UpstreamConnection& conn) {
   // already sent on an earlier try, i.e. complete) goes at once.
   upstream_cork_.clear();
   upstream_corked_ = head_.hasBody();
-  if (upstream_corked_ && upstream_cork_.capacity() == 0) {
-    upstream_cork_ = conn_.worker().takeBuffer();
+  if (upstream_corked_ && upstream_cork_.capacity() <= std::string().capacity()) {
+    upstream_cork_ = conn_.worker().takeBuffer();  // not a new allocation per request
   }
   uv_buf_t b = uv_buf_init(upstream_head_.data(), static_cast<unsigned>(upstream_head_.size()));
   writeUpstream(&b, 1);
