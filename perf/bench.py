@@ -67,7 +67,11 @@ PROXY_BASELINES = ["haproxy", "nginx", "haproxy-chain"]  # ratios are computed a
 
 BODIES = {"6b": b"hello\n", "16k": (b"0123456789abcdef" * 1024)}  # 6 B and 16384 B
 assert len(BODIES["6b"]) == 6 and len(BODIES["16k"]) == 16384
-SIZE_LABELS = {"6b": "6 B", "16k": "16 KiB"}
+# Scenarios: GETs of the two static bodies, and (opt-in, --sizes ...,post) a POST of a 256-byte
+# JSON body answered with a 3-byte "ok\n", the shape of most service-to-service calls.
+SIZE_LABELS = {"6b": "6 B", "16k": "16 KiB", "post": "POST 256 B"}
+POST_BODY = '{"order":"' + "x" * 244 + '"}'
+assert len(POST_BODY) == 256
 
 IDLE_CONNS = 256  # idle keep-alive downstream connections for the RSS measurement
 READY_TIMEOUT_S = 15.0
@@ -441,6 +445,7 @@ http {{
         root {www};
         location = /6b {{ }}
         location = /16k {{ }}
+        location = /post {{ return 200 "ok\\n"; }}
         location / {{ return 404; }}
     }}
 }}
@@ -900,10 +905,24 @@ def parse_wrk(out: str) -> WrkResult:
 _running_wrk: subprocess.Popen | None = None
 
 
-def run_wrk(pin: Pinning, threads: int, conns: int, duration_s: int, url: str) -> tuple[WrkResult, str]:
+def wrk_post_script() -> Path:
+    """The wrk Lua script of the "post" scenario (written once per run)."""
+    path = Path(tempfile.gettempdir()) / f"remora-bench-post-{os.getpid()}.lua"
+    if not path.exists():
+        path.write_text('wrk.method = "POST"\n'
+                        f"wrk.body = '{POST_BODY}'\n"
+                        'wrk.headers["Content-Type"] = "application/json"\n')
+    return path
+
+
+def run_wrk(pin: Pinning, threads: int, conns: int, duration_s: int, url: str,
+            post: bool = False) -> tuple[WrkResult, str]:
     global _running_wrk
     cmd = pin.prefix(pin.wrk) + ["wrk", f"-t{threads}", f"-c{conns}", f"-d{duration_s}s",
-                                 "--timeout", "5s", "--latency", url]
+                                 "--timeout", "5s", "--latency"]
+    if post:
+        cmd += ["-s", str(wrk_post_script())]
+    cmd.append(url)
     _running_wrk = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         out, _ = _running_wrk.communicate(timeout=duration_s + 60)
@@ -946,7 +965,7 @@ def run_scenarios(args, pin: Pinning, upstream: Server, targets: list[Target],
                     limit = t.server.cpu_limit if t.server else None
                     th0 = limit.throttled() if limit else (0, 0)
                     c0 = (cpu_seconds(proxy_pids), cpu_seconds(up_pids), time.monotonic())
-                    r, out = run_wrk(pin, args.threads, conns, dur, url)
+                    r, out = run_wrk(pin, args.threads, conns, dur, url, post=size == "post")
                     wall = time.monotonic() - c0[2]
                     if t.server:
                         r.proxy_cpu = 100 * (cpu_seconds(proxy_pids) - c0[0]) / wall
@@ -1054,7 +1073,8 @@ def build_report(args, env: Env, targets: list[Target], results: dict, errors: l
     for size in args.sizes:
         for conns in args.conns:
             key = (size, conns)
-            title = f"{SIZE_LABELS[size]} response, {conns} connections"
+            title = (f"{SIZE_LABELS[size]}, {conns} connections" if size == "post" else
+                     f"{SIZE_LABELS[size]} response, {conns} connections")
             con.append("")
             con.append(f"--- {title} " + "-" * max(0, 95 - len(title)))
             con.append(f"  {'target':<13} {'req/s':>12} {'p50 ms':>10} {'p99 ms':>10} "
@@ -1179,7 +1199,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--warmup", type=parse_duration_s, default=parse_duration_s(envd("BENCH_WARMUP", "1")),
                    help="warm-up seconds per target and scenario (default: %(default)s)")
     p.add_argument("--quick", action="store_true", help="smoke test: 1 round x 2 s, 1 s warm-up")
-    p.add_argument("--sizes", default="6b,16k", help="response sizes from 6b,16k (default: %(default)s)")
+    p.add_argument("--sizes", default="6b,16k",
+                   help="scenarios from 6b,16k (GETs of those response sizes) and post (a 256-byte "
+                        "POST) (default: %(default)s)")
     p.add_argument("--connections", default="64,256",
                    help="comma-separated wrk connection counts (default: %(default)s)")
     p.add_argument("--threads", type=int, default=1, help="wrk threads (default: %(default)s)")
@@ -1203,8 +1225,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if len(set(a.targets)) != len(a.targets):
         p.error("duplicate target")
     a.sizes = [s.strip() for s in a.sizes.split(",") if s.strip()]
-    if not a.sizes or any(s not in BODIES for s in a.sizes):
-        p.error(f"--sizes: choose from {','.join(BODIES)}")
+    if not a.sizes or any(s not in SIZE_LABELS for s in a.sizes):
+        p.error(f"--sizes: choose from {','.join(SIZE_LABELS)}")
     try:
         a.conns = [int(c) for c in a.connections.split(",") if c.strip()]
     except ValueError:
