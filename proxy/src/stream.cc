@@ -19,8 +19,8 @@ namespace {
 constexpr size_t kHighWatermark = 256 * 1024;
 // At most this many bytes of upstream writes wait for the end of a client read (upstream_cork_).
 constexpr size_t kUpstreamCorkBytes = 16 * 1024;
-// Body bytes that arrive with the response head and are at most this many are copied behind the
-// head and written with it (see writeDownstream).
+// Response bytes parsed from the upstream read that holds the head, up to this many, are copied
+// behind the head and written with it (see writeDownstream).
 constexpr size_t kCoalesceBodyBytes = 2048;
 // Without a retry policy, request bodies up to this size are still kept so the request can be
 // replayed on a fresh connection when a pooled connection turns out to be closed by the upstream.
@@ -638,7 +638,8 @@ void ActiveStream::onResponseHeaders(int status, const http::HeaderBlock& header
     out.append("x-remora-fallback: "sv).append(toString(*fallback_reason_)).append("\r\n"sv);
   }
   out.append("x-remora-attempts: "sv).append(std::to_string(attempts_)).append("\r\n\r\n"sv);
-  response_head_pending_ = true;  // sent with the first body bytes, or by onUpstreamReadComplete
+  response_head_pending_ = true;  // sent by writeDownstream, onUpstreamReadComplete or the end
+  response_gathered_ = 0;
 }
 
 void ActiveStream::writeDownstream(const uv_buf_t* bufs, unsigned n) {
@@ -646,26 +647,35 @@ void ActiveStream::writeDownstream(const uv_buf_t* bufs, unsigned n) {
     conn_.write(bufs, n);
     return;
   }
-  response_head_pending_ = false;
-  // A small body goes in the head's buffer: one write() instead of a writev() of two or more
-  // pieces, which costs the kernel more than copying a few hundred bytes here.
-  size_t small = 0;
-  for (unsigned i = 0; i < n && small <= kCoalesceBodyBytes; ++i) small += bufs[i].len;
-  if (small <= kCoalesceBodyBytes) {
+  // Body bytes (chunk framing and the last chunk included) parsed from the same upstream read
+  // as the head are copied behind it, up to kCoalesceBodyBytes, and leave with it in one write()
+  // when that read or the response ends: copying a few hundred bytes costs less than a writev()
+  // of pieces, or a second write for a chunked response's last chunk.
+  size_t len = 0;
+  for (unsigned i = 0; i < n; ++i) len += bufs[i].len;
+  if (response_gathered_ + len <= kCoalesceBodyBytes) {
     for (unsigned i = 0; i < n; ++i) response_head_.append(bufs[i].base, bufs[i].len);
-    uv_buf_t head = uv_buf_init(response_head_.data(), static_cast<unsigned>(response_head_.size()));
-    conn_.write(&head, 1);
+    response_gathered_ += len;
     return;
   }
+  // More than that: the head (and what is gathered) and these bytes, uncopied, in one writev.
+  response_head_pending_ = false;
   uv_buf_t all[4];
   all[0] = uv_buf_init(response_head_.data(), static_cast<unsigned>(response_head_.size()));
-  unsigned count = 1;
-  for (unsigned i = 0; i < n && count < 4; ++i) all[count++] = bufs[i];
-  conn_.write(all, count);
+  if (n >= std::size(all)) {
+    conn_.write(all, 1);
+    conn_.write(bufs, n);
+    return;
+  }
+  std::copy(bufs, bufs + n, all + 1);
+  conn_.write(all, n + 1);
 }
 
 void ActiveStream::flushResponseHead() {
-  if (response_head_pending_) writeDownstream(nullptr, 0);
+  if (!response_head_pending_) return;
+  response_head_pending_ = false;
+  uv_buf_t b = uv_buf_init(response_head_.data(), static_cast<unsigned>(response_head_.size()));
+  conn_.write(&b, 1);
 }
 
 void ActiveStream::onUpstreamReadComplete() { flushResponseHead(); }
@@ -695,9 +705,8 @@ void ActiveStream::onResponseComplete() {
   if (framing_ == Framing::Chunked) {
     uv_buf_t b = uv_buf_init(const_cast<char*>("0\r\n\r\n"), 5);
     writeDownstream(&b, 1);
-  } else {
-    flushResponseHead();
   }
+  flushResponseHead();
   finish(framing_ == Framing::Close);
 }
 

@@ -181,9 +181,11 @@ class ActiveStream : public UpstreamClient,
   bool response_started_ = false;
   bool close_after_response_ = false;  // the response head said "connection: close"
   // The upstream's response head, serialized for the client. It waits for the body bytes (or the
-  // end) parsed from the same upstream read, so a small response leaves in one write(v) instead
-  // of two: one syscall and one TCP segment less per request.
+  // end) parsed from the same upstream read, gathered behind it up to kCoalesceBodyBytes, so a
+  // small response, chunked or not, leaves in one write instead of two or three: a syscall and a
+  // TCP segment less per request.
   std::string response_head_;
+  size_t response_gathered_ = 0;  // body bytes appended to response_head_
   bool response_head_pending_ = false;
   bool complete_ = false;
   Framing framing_ = Framing::None;
