@@ -25,6 +25,34 @@ constexpr size_t kCoalesceBodyBytes = 2048;
 // Without a retry policy, request bodies up to this size are still kept so the request can be
 // replayed on a fresh connection when a pooled connection turns out to be closed by the upstream.
 constexpr uint64_t kStaleReplayLimit = 64 * 1024;
+
+// Write gathering (upstream_cork_, response_head_): appends `bufs` to `gathered` while `used`
+// plus their length stays within `limit`, and returns true. Past it, sends what is gathered and
+// `bufs` uncopied, in one writev when that is at most four pieces, through `write(bufs, n)`, and
+// returns false: the caller stops gathering.
+template <class Write>
+bool gatherOrWrite(std::string& gathered, size_t& used, size_t limit, const uv_buf_t* bufs,
+                   unsigned n, Write&& write) {
+  size_t len = 0;
+  for (unsigned i = 0; i < n; ++i) len += bufs[i].len;
+  if (used + len <= limit) {
+    for (unsigned i = 0; i < n; ++i) gathered.append(bufs[i].base, bufs[i].len);
+    used += len;
+    return true;
+  }
+  uv_buf_t all[4];
+  all[0] = uv_buf_init(gathered.data(), static_cast<unsigned>(gathered.size()));
+  if (gathered.empty()) {
+    write(bufs, n);
+  } else if (n >= std::size(all)) {
+    write(all, 1);
+    write(bufs, n);
+  } else {
+    std::copy(bufs, bufs + n, all + 1);
+    write(all, n + 1);
+  }
+  return false;
+}
 // How many endpoints a pick may try when breakers refuse (another worker took the last probe).
 constexpr int kMaxPickRefusals = 3;
 
@@ -401,8 +429,8 @@ void ActiveStream::onPoolReady(UpstreamConnection& conn) {
   upstream_reused_ = conn.reused();
   if (head_.method == "HEAD") conn.expectNoBody();
   // The head, the body received so far and, while the client's read is still being parsed, the
-  // rest of it that read holds go out together (flushUpstream). A request without a body (or one
-  // already sent on an earlier try, i.e. complete) goes at once.
+  // rest of what that read holds go out together (flushUpstream). A request without a body goes
+  // at once.
   upstream_cork_.clear();
   upstream_corked_ = head_.hasBody();
   if (upstream_corked_ && upstream_cork_.capacity() <= std::string().capacity()) {
@@ -421,37 +449,21 @@ void ActiveStream::onPoolReady(UpstreamConnection& conn) {
 
 void ActiveStream::writeUpstream(const uv_buf_t* bufs, unsigned n) {
   if (upstream_ == nullptr) return;
-  if (upstream_corked_) {
-    size_t len = 0;
-    for (unsigned i = 0; i < n; ++i) len += bufs[i].len;
-    if (upstream_cork_.size() + len <= kUpstreamCorkBytes) {
-      for (unsigned i = 0; i < n; ++i) upstream_cork_.append(bufs[i].base, bufs[i].len);
-      return;
-    }
-    // Too much to copy: what is gathered and these bytes in one writev, then straight through.
-    upstream_corked_ = false;
-    uv_buf_t all[4];
-    if (upstream_cork_.empty() || n >= std::size(all)) {
-      flushGathered();
-      writeUpstreamNow(bufs, n);
-      return;
-    }
-    all[0] = uv_buf_init(upstream_cork_.data(), static_cast<unsigned>(upstream_cork_.size()));
-    std::copy(bufs, bufs + n, all + 1);
-    writeUpstreamNow(all, n + 1);
-    upstream_cork_.clear();
+  if (!upstream_corked_) {
+    writeUpstreamNow(bufs, n);
     return;
   }
-  writeUpstreamNow(bufs, n);
+  size_t used = upstream_cork_.size();
+  if (!gatherOrWrite(upstream_cork_, used, kUpstreamCorkBytes, bufs, n,
+                     [this](const uv_buf_t* b, unsigned k) { writeUpstreamNow(b, k); })) {
+    upstream_corked_ = false;  // too much to copy: from here on straight through
+    upstream_cork_.clear();
+  }
 }
 
 void ActiveStream::flushUpstream() {
   if (!upstream_corked_) return;
   upstream_corked_ = false;
-  flushGathered();
-}
-
-void ActiveStream::flushGathered() {
   if (upstream_cork_.empty()) return;
   uv_buf_t b = uv_buf_init(upstream_cork_.data(), static_cast<unsigned>(upstream_cork_.size()));
   writeUpstreamNow(&b, 1);  // the writer copies what the kernel does not take at once
@@ -651,24 +663,10 @@ void ActiveStream::writeDownstream(const uv_buf_t* bufs, unsigned n) {
   // as the head are copied behind it, up to kCoalesceBodyBytes, and leave with it in one write()
   // when that read or the response ends: copying a few hundred bytes costs less than a writev()
   // of pieces, or a second write for a chunked response's last chunk.
-  size_t len = 0;
-  for (unsigned i = 0; i < n; ++i) len += bufs[i].len;
-  if (response_gathered_ + len <= kCoalesceBodyBytes) {
-    for (unsigned i = 0; i < n; ++i) response_head_.append(bufs[i].base, bufs[i].len);
-    response_gathered_ += len;
-    return;
+  if (!gatherOrWrite(response_head_, response_gathered_, kCoalesceBodyBytes, bufs, n,
+                     [this](const uv_buf_t* b, unsigned k) { conn_.write(b, k); })) {
+    response_head_pending_ = false;
   }
-  // More than that: the head (and what is gathered) and these bytes, uncopied, in one writev.
-  response_head_pending_ = false;
-  uv_buf_t all[4];
-  all[0] = uv_buf_init(response_head_.data(), static_cast<unsigned>(response_head_.size()));
-  if (n >= std::size(all)) {
-    conn_.write(all, 1);
-    conn_.write(bufs, n);
-    return;
-  }
-  std::copy(bufs, bufs + n, all + 1);
-  conn_.write(all, n + 1);
 }
 
 void ActiveStream::flushResponseHead() {

@@ -111,7 +111,6 @@ class ActiveStream : public UpstreamClient,
   void sendBodyEnd();
   void writeUpstream(const uv_buf_t* bufs, unsigned n);
   void writeUpstreamNow(const uv_buf_t* bufs, unsigned n);
-  void flushGathered();  // writes upstream_cork_, if anything is in it
   void cleanupUpstream();
   // Common start of answering locally: drop the upstream side of the request. Returns true when
   // the request is over already (answered, or a response had started and the connection closed).
