@@ -669,7 +669,10 @@ int DownstreamConnection::onHeadersComplete(llhttp_t* p) {
     self->localReplyAndClose(501, "CONNECT is not supported");
     return HPE_PAUSED;
   }
-  std::string_view why = http::absoluteFormToOriginForm(h.method, h.url, h.headers);
+  std::string_view why;
+  if (!h.url.empty() && h.url.front() != '/') {
+    why = http::absoluteFormToOriginForm(h.method, h.url, h.headers);
+  }
   if (why.empty()) why = http::requestHeadError(h.method, h.url, h.http_minor, h.headers);
   if (!why.empty()) {
     self->localReplyAndClose(400, std::string("malformed HTTP request: ") + std::string(why));

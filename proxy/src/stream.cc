@@ -113,7 +113,9 @@ ActiveStream::~ActiveStream() {
   w.recycleBuffer(std::move(request_id_));
   w.recycleBuffer(std::move(upstream_head_));
   w.recycleBuffer(std::move(response_head_));
-  w.recycleBuffer(std::move(upstream_cork_));
+  if (upstream_cork_.capacity() > std::string().capacity()) {  // only requests with a body
+    w.recycleBuffer(std::move(upstream_cork_));
+  }
   w.recycleRequestHead(std::move(head_));
 }
 

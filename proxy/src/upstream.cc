@@ -516,7 +516,7 @@ UpstreamConnection* ConnectionPool::takeIdle(bool needs_new_connection) {
 void ConnectionPool::servePending() {
   // Oldest first; a request that needs a new connection lets younger ones take pooled ones.
   // onPoolReady may queue requests again (a replay), so the scan restarts after each one served.
-  while (!idle_.empty()) {
+  while (!idle_.empty() && !pending_.empty()) {
     std::shared_ptr<PendingRequest> served;
     UpstreamConnection* conn = nullptr;
     for (auto it = pending_.begin(); it != pending_.end(); ++it) {
