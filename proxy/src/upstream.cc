@@ -567,7 +567,18 @@ void ConnectionPool::onConnectionClosed(UpstreamConnection* conn) {
   connections_.erase(conn->self_);
   if (conn->counted_in_ != nullptr) conn->counted_in_->upstream_connections_active.sub(1);
   delete conn;
-  if (draining_ && connections_.empty()) worker_.onPoolEmpty(this);
+  if (draining_) {
+    if (connections_.empty()) worker_.onPoolEmpty(this);
+    return;
+  }
+  // A slot is free: a request waiting for one (the pool was at max_connections) gets a new
+  // connection now, not when some busy connection happens to finish (or at its route timeout,
+  // when every connection closed instead).
+  while (!pending_.empty() && pending_.front()->cancelled) pending_.pop_front();
+  if (!pending_.empty() && connecting_ < pending_.size() &&
+      connections_.size() < max_connections_) {
+    createConnection();
+  }
 }
 
 void ConnectionPool::drain() {

@@ -217,6 +217,38 @@ TEST_F(ProxyTest, StaleConnectionReplayGetsANewConnectionUnderConcurrency) {
       << "a request reached the application twice, or not at all";
 }
 
+// At max_connections a request waits in the pool; when a connection closes (here: the stale
+// pooled one a replay left), the freed slot must go to it at once. It used to wait until some
+// other connection finished, or for its route timeout (a 504 after 3 s here).
+TEST_F(ProxyTest, AClosedConnectionAtMaxConnectionsFreesItsSlotForTheWaitingRequest) {
+  ASSERT_TRUE(up_.start());
+  ASSERT_TRUE(remora_.start(R"(
+admin: { address: ${ADMIN} }
+workers: 1
+listeners:
+  - name: ingress
+    address: ${LISTEN}
+    routes:
+      - match: { prefix: / }
+        cluster: main
+        timeout: 3s
+clusters:
+  - name: main
+    limits: { max_connections: 1 }
+    endpoints: [ { address: ${UP} } ]
+)",
+                            {{"UP", up_.address()}}));
+  HttpClient client = remora_.client(Duration(10000));
+  for (int i = 0; i < 100; ++i) {
+    const Clock::time_point start = Clock::now();
+    Response r = client.post("/stale", "payload", {{"x-fake-close-silently", "1"}});
+    ASSERT_TRUE(r.ok()) << "POST " << i << ": " << r.error;
+    ASSERT_EQ(r.status, 200) << "POST " << i << ": " << r.body;
+    ASSERT_LT(Clock::now() - start, Duration(2000)) << "POST " << i << " waited for a slot";
+  }
+  EXPECT_EQ(statsOf(up_).requests, 100u);
+}
+
 // --- Malformed requests and local errors. ---
 
 TEST_F(ProxyTest, GarbageRequestLineGets400AndClose) {
