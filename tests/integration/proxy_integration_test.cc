@@ -354,6 +354,41 @@ TEST_F(ProxyTest, NothingListeningGets502) {
   EXPECT_LT(r.elapsed, Duration(3000));
 }
 
+// Requests queued behind max_connections for an endpoint that refuses connections: each failed
+// connect frees the slot for the next waiting request, so every one gets its 502 at once (one
+// used to be stranded until its route timeout, a 504).
+TEST_F(ProxyTest, RequestsQueuedAtMaxConnectionsAllFailFastWhenNothingListens) {
+  ASSERT_TRUE(remora_.start(R"(
+admin: { address: ${ADMIN} }
+workers: 1
+listeners:
+  - name: ingress
+    address: ${LISTEN}
+    routes:
+      - match: { prefix: / }
+        cluster: main
+        timeout: 5s
+clusters:
+  - name: main
+    limits: { max_connections: 1 }
+    endpoints: [ { address: ${UP} } ]
+)",
+                            {{"UP", "127.0.0.1:" + std::to_string(freePort())}}));
+  constexpr int kClients = 6;
+  std::vector<Response> responses(kClients);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kClients; ++i) {
+    threads.emplace_back([&, i] { responses[i] = remora_.client(Duration(10000)).get("/x"); });
+  }
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < kClients; ++i) {
+    SCOPED_TRACE(i);
+    ASSERT_TRUE(responses[i].ok()) << responses[i].error;
+    EXPECT_EQ(responses[i].status, 502) << responses[i].body;
+    EXPECT_LT(responses[i].elapsed, Duration(3000));
+  }
+}
+
 TEST_F(ProxyTest, UpstreamResetBeforeHeadersGets502) {
   startBasic();
   HttpClient client = remora_.client();
