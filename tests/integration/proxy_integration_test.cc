@@ -45,6 +45,23 @@ clusters:
       - { address: ${UP} }
 )";
 
+// One worker, one endpoint, at most one upstream connection: requests queue in the pool.
+constexpr std::string_view kOneConnectionConfig = R"(
+admin: { address: ${ADMIN} }
+workers: 1
+listeners:
+  - name: ingress
+    address: ${LISTEN}
+    routes:
+      - match: { prefix: / }
+        cluster: main
+        timeout: 3s
+clusters:
+  - name: main
+    limits: { max_connections: 1 }
+    endpoints: [ { address: ${UP} } ]
+)";
+
 class ProxyTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -222,22 +239,7 @@ TEST_F(ProxyTest, StaleConnectionReplayGetsANewConnectionUnderConcurrency) {
 // other connection finished, or for its route timeout (a 504 after 3 s here).
 TEST_F(ProxyTest, AClosedConnectionAtMaxConnectionsFreesItsSlotForTheWaitingRequest) {
   ASSERT_TRUE(up_.start());
-  ASSERT_TRUE(remora_.start(R"(
-admin: { address: ${ADMIN} }
-workers: 1
-listeners:
-  - name: ingress
-    address: ${LISTEN}
-    routes:
-      - match: { prefix: / }
-        cluster: main
-        timeout: 3s
-clusters:
-  - name: main
-    limits: { max_connections: 1 }
-    endpoints: [ { address: ${UP} } ]
-)",
-                            {{"UP", up_.address()}}));
+  ASSERT_TRUE(remora_.start(kOneConnectionConfig, {{"UP", up_.address()}}));
   HttpClient client = remora_.client(Duration(10000));
   for (int i = 0; i < 100; ++i) {
     const Clock::time_point start = Clock::now();
@@ -358,22 +360,8 @@ TEST_F(ProxyTest, NothingListeningGets502) {
 // connect frees the slot for the next waiting request, so every one gets its 502 at once (one
 // used to be stranded until its route timeout, a 504).
 TEST_F(ProxyTest, RequestsQueuedAtMaxConnectionsAllFailFastWhenNothingListens) {
-  ASSERT_TRUE(remora_.start(R"(
-admin: { address: ${ADMIN} }
-workers: 1
-listeners:
-  - name: ingress
-    address: ${LISTEN}
-    routes:
-      - match: { prefix: / }
-        cluster: main
-        timeout: 5s
-clusters:
-  - name: main
-    limits: { max_connections: 1 }
-    endpoints: [ { address: ${UP} } ]
-)",
-                            {{"UP", "127.0.0.1:" + std::to_string(freePort())}}));
+  ASSERT_TRUE(
+      remora_.start(kOneConnectionConfig, {{"UP", "127.0.0.1:" + std::to_string(freePort())}}));
   constexpr int kClients = 6;
   std::vector<Response> responses(kClients);
   std::vector<std::thread> threads;
@@ -385,7 +373,7 @@ clusters:
     SCOPED_TRACE(i);
     ASSERT_TRUE(responses[i].ok()) << responses[i].error;
     EXPECT_EQ(responses[i].status, 502) << responses[i].body;
-    EXPECT_LT(responses[i].elapsed, Duration(3000));
+    EXPECT_LT(responses[i].elapsed, Duration(2000));
   }
 }
 

@@ -200,28 +200,24 @@ void HeaderBlock::appendForwarded(std::string& out, std::string_view drop) const
 
 namespace {
 
-// tchar of RFC 9110 section 5.6.2, as a table: checked for every byte of every header name.
-constexpr std::array<bool, 256> kTokenChars = [] {
+// A byte table: letters, digits and the bytes of `others`.
+constexpr std::array<bool, 256> alnumAnd(std::string_view others) {
   std::array<bool, 256> t{};
   for (int c = '0'; c <= '9'; ++c) t[c] = true;
   for (int c = 'a'; c <= 'z'; ++c) t[c] = true;
   for (int c = 'A'; c <= 'Z'; ++c) t[c] = true;
-  for (char c : std::string_view("!#$%&'*+-.^_`|~")) t[static_cast<unsigned char>(c)] = true;
+  for (char c : others) t[static_cast<unsigned char>(c)] = true;
   return t;
-}();
+}
+
+// tchar of RFC 9110 section 5.6.2, as a table: checked for every byte of every header name.
+constexpr std::array<bool, 256> kTokenChars = alnumAnd("!#$%&'*+-.^_`|~");
 
 bool isTokenChar(char c) { return kTokenChars[static_cast<unsigned char>(c)]; }
 
 // The bytes of an authority (RFC 3986 3.2.2 host and 3.2.3 port) without userinfo: unreserved,
 // sub-delims, '%' of pct-encoded, ':' and the brackets of an IP literal.
-constexpr std::array<bool, 256> kAuthorityChars = [] {
-  std::array<bool, 256> t{};
-  for (int c = '0'; c <= '9'; ++c) t[c] = true;
-  for (int c = 'a'; c <= 'z'; ++c) t[c] = true;
-  for (int c = 'A'; c <= 'Z'; ++c) t[c] = true;
-  for (char c : std::string_view("-._~!$&'()*+,;=%:[]")) t[static_cast<unsigned char>(c)] = true;
-  return t;
-}();
+constexpr std::array<bool, 256> kAuthorityChars = alnumAnd("-._~!$&'()*+,;=%:[]");
 
 }  // namespace
 
