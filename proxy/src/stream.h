@@ -164,10 +164,11 @@ class ActiveStream : public UpstreamClient,
   std::optional<FallbackReason> fallback_reason_;  // set when a fallback cluster answers
 
   std::string upstream_head_;
-  // Upstream writes made while the client's bytes are still being parsed (a request with a body
-  // that got a pooled connection at once) are gathered here, up to kUpstreamCorkBytes, and go out
-  // as one write when the parse of that read ends (flushUpstream): a small POST's head and body,
-  // and a chunked body's last chunk, leave in one TCP segment instead of two or three.
+  // A request with a body gathers its upstream writes here, up to kUpstreamCorkBytes: the head
+  // and what was received so far when it gets a connection, plus, while the client's read is
+  // still being parsed, the rest of that read. They go out as one write at the end of the parse
+  // (flushUpstream), or at once when no parse is running: a small POST's head and body, and a
+  // chunked body's last chunk, leave in one TCP segment instead of two or three.
   std::string upstream_cork_;
   bool upstream_corked_ = false;
   std::vector<std::string> body_;  // request body chunks not yet sent, or kept for a replay
