@@ -94,7 +94,10 @@ std::string ConfigError::format() const {
   if (loc.line > 0) {
     if (!out.empty()) out += ":";
     out += std::to_string(loc.line);
-    if (loc.column > 0) out += ":" + std::to_string(loc.column);
+    if (loc.column > 0) {
+      out += ':';
+      out += std::to_string(loc.column);
+    }
   }
   if (!out.empty()) out += ": ";
   out += reason;

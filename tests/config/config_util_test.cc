@@ -132,19 +132,33 @@ TEST(LbPolicyTest, NamesRoundTrip) {
   EXPECT_EQ(parseLbPolicy("Round_Robin"), std::nullopt);
 }
 
+// Built field by field: brace-initialising the nested SourceLoc makes GCC 12 warn
+// (-Wmaybe-uninitialized, a false positive in its inlined std::string copy).
+ConfigError configError(std::string file, int line, int column, std::string reason) {
+  ConfigError e;
+  e.loc.file = std::move(file);
+  e.loc.line = line;
+  e.loc.column = column;
+  e.reason = std::move(reason);
+  return e;
+}
+
 TEST(ConfigErrorTest, FormatLeavesOutUnknownParts) {
-  EXPECT_EQ((ConfigError{{"a.yaml", 12, 18}, "boom"}.format()), "a.yaml:12:18: boom");
-  EXPECT_EQ((ConfigError{{"a.yaml", 12, 0}, "boom"}.format()), "a.yaml:12: boom");
-  EXPECT_EQ((ConfigError{{"a.yaml", 0, 0}, "boom"}.format()), "a.yaml: boom");
-  EXPECT_EQ((ConfigError{{"", 3, 4}, "boom"}.format()), "3:4: boom");
-  EXPECT_EQ((ConfigError{{}, "boom"}.format()), "boom");
+  const auto format = [](std::string file, int line, int column) {
+    return configError(std::move(file), line, column, "boom").format();
+  };
+  EXPECT_EQ(format("a.yaml", 12, 18), "a.yaml:12:18: boom");
+  EXPECT_EQ(format("a.yaml", 12, 0), "a.yaml:12: boom");
+  EXPECT_EQ(format("a.yaml", 0, 0), "a.yaml: boom");
+  EXPECT_EQ(format("", 3, 4), "3:4: boom");
+  EXPECT_EQ(format("", 0, 0), "boom");
 }
 
 TEST(LoadResultTest, FormatErrorsPutsOneErrorPerLine) {
   LoadResult r;
   EXPECT_EQ(r.formatErrors(), "");
-  r.errors.push_back({{"f", 1, 2}, "one"});
-  r.errors.push_back({{"f", 3, 4}, "two"});
+  r.errors.push_back(configError("f", 1, 2, "one"));
+  r.errors.push_back(configError("f", 3, 4, "two"));
   EXPECT_EQ(r.formatErrors(), "f:1:2: one\nf:3:4: two\n");
   EXPECT_FALSE(r.ok());
 }

@@ -441,7 +441,7 @@ ClientContextConstSharedPtr ContextCache::client(const config::UpstreamTls& cfg,
 
 // --- Session -----------------------------------------------------------------------------------
 
-Session::Session(SSL* ssl, bool server) : ssl_(ssl), server_(server) {
+Session::Session(SSL* ssl) : ssl_(ssl) {
   in_ = BIO_new(BIO_s_mem());
   out_ = BIO_new(BIO_s_mem());
   BIO_set_mem_eof_return(in_, -1);  // "no data yet", not EOF
@@ -459,7 +459,7 @@ Session::~Session() {
 std::unique_ptr<Session> Session::server(ServerContextConstSharedPtr ctx) {
   SSL* ssl = ctx->newSsl();
   if (ssl == nullptr) return nullptr;
-  std::unique_ptr<Session> s(new Session(ssl, true));
+  std::unique_ptr<Session> s(new Session(ssl));
   s->server_ctx_ = std::move(ctx);
   return s;
 }
@@ -468,7 +468,7 @@ std::unique_ptr<Session> Session::client(ClientContextConstSharedPtr ctx,
                                          const std::string& session_key, const std::string& host) {
   SSL* ssl = ctx->newSsl(session_key, host);
   if (ssl == nullptr) return nullptr;
-  std::unique_ptr<Session> s(new Session(ssl, false));
+  std::unique_ptr<Session> s(new Session(ssl));
   s->client_ctx_ = std::move(ctx);
   s->session_key_ = session_key;
   return s;

@@ -157,13 +157,12 @@ class Session {
   static int onNewSession(SSL* ssl, SSL_SESSION* session);
 
  private:
-  Session(SSL* ssl, bool server);
+  explicit Session(SSL* ssl);
   void setError(int ret, std::string_view what);
 
   SSL* ssl_;
   BIO* in_;   // ciphertext from the peer (owned by ssl_)
   BIO* out_;  // ciphertext to the peer (owned by ssl_)
-  bool server_;
   ClientContextConstSharedPtr client_ctx_;  // keeps the session cache alive
   ServerContextConstSharedPtr server_ctx_;
   std::string session_key_;
