@@ -484,13 +484,36 @@ void ConnectionPool::onConnectFailed(UpstreamConnection* conn, UpstreamFailure r
                                      const std::string& detail) {
   --connecting_;
   if (stats_ != nullptr) stats_->upstream_connect_failures.inc();
-  // Fail the oldest waiting request: the connection was opened on its behalf.
-  while (!pending_.empty()) {
-    auto p = pending_.front();
-    pending_.pop_front();
-    if (p->cancelled) continue;
-    p->client->onPoolFailure(reason, detail);
-    break;
+  // The oldest waiting request fails: the connection was opened on its behalf. So does every
+  // waiting request that no other connect in flight is for: at max_connections each would
+  // otherwise wait out a connect timeout of its own, one after another, to the endpoint that has
+  // just failed one (Envoy purges its pending streams on a connect failure too). Their retry
+  // policy, not this queue, decides where they go next.
+  while (!pending_.empty() && pending_.front()->cancelled) pending_.pop_front();
+  if (pending_.empty()) return;
+  std::vector<std::shared_ptr<PendingRequest>> failed;
+  failed.push_back(std::move(pending_.front()));
+  pending_.pop_front();
+  size_t live = 0;
+  for (auto it = pending_.begin(); it != pending_.end();) {
+    if ((*it)->cancelled) {
+      it = pending_.erase(it);
+    } else if (live < connecting_) {
+      ++live;  // the oldest keep the connects in flight
+      ++it;
+    } else {
+      failed.push_back(std::move(*it));
+      it = pending_.erase(it);
+    }
+  }
+  // Out of the queue before any callback: a retry that comes back to this pool from inside one
+  // is a new request, not one of these.
+  for (size_t i = 0; i < failed.size(); ++i) {
+    if (failed[i]->cancelled) continue;
+    failed[i]->cancelled = true;
+    failed[i]->client->onPoolFailure(
+        reason, i == 0 ? detail
+                       : detail + "; this request was waiting for a connection to the endpoint");
   }
 }
 

@@ -4,7 +4,11 @@
 // Every config uses short timeouts so the whole suite stays well under two minutes.
 
 #include <gtest/gtest.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 #include <regex>
@@ -167,7 +171,7 @@ TEST_P(ProxyBodyTest, CloseDelimitedUpstreamResponse) {
 INSTANTIATE_TEST_SUITE_P(Sizes, ProxyBodyTest,
                          ::testing::Values(size_t{0}, size_t{1024}, size_t{2048}, size_t{2049},
                                            size_t{15000}, size_t{40000}, kTenMiB),
-                         [](const auto& info) { return "B" + std::to_string(info.param); });
+                         [](const auto& info) { return std::to_string(info.param) + "B"; });
 
 // --- Connections. ---
 
@@ -374,6 +378,125 @@ TEST_F(ProxyTest, RequestsQueuedAtMaxConnectionsAllFailFastWhenNothingListens) {
     ASSERT_TRUE(responses[i].ok()) << responses[i].error;
     EXPECT_EQ(responses[i].status, 502) << responses[i].body;
     EXPECT_LT(responses[i].elapsed, Duration(2000));
+  }
+}
+
+// An endpoint whose connects never complete, as a host that went away without a RST: a listener
+// with a backlog of 0 that never accepts, its one accept-queue slot taken by a connection of its
+// own, so the kernel drops every further SYN.
+class BlackholeEndpoint {
+ public:
+  BlackholeEndpoint() {
+    listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    filler_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(a);
+    ok_ = ::bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 &&
+          ::listen(listen_fd_, 0) == 0 &&
+          ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len) == 0 &&
+          ::connect(filler_fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0;
+    port_ = ntohs(a.sin_port);
+  }
+  ~BlackholeEndpoint() {
+    ::close(filler_fd_);
+    ::close(listen_fd_);
+  }
+  bool ok() const { return ok_; }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  int listen_fd_ = -1;
+  int filler_fd_ = -1;
+  uint16_t port_ = 0;
+  bool ok_ = false;
+};
+
+// Requests queued behind max_connections for an endpoint whose connects time out: one connect
+// timeout fails them all (as Envoy purges its pending streams), where each used to wait out a
+// connect timeout of its own, one after another (the last of four at 4 x 500 ms).
+TEST_F(ProxyTest, AConnectTimeoutFailsEveryRequestQueuedBehindIt) {
+  BlackholeEndpoint blackhole;
+  ASSERT_TRUE(blackhole.ok());
+  ASSERT_TRUE(remora_.start(R"(
+admin: { address: ${ADMIN} }
+workers: 1
+listeners:
+  - name: ingress
+    address: ${LISTEN}
+    routes:
+      - match: { prefix: / }
+        cluster: main
+        timeout: 10s
+clusters:
+  - name: main
+    connect_timeout: 500ms
+    limits: { max_connections: 1 }
+    endpoints: [ { address: ${UP} } ]
+)",
+                            {{"UP", blackhole.address()}}));
+  constexpr int kClients = 4;
+  std::vector<Response> responses(kClients);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kClients; ++i) {
+    threads.emplace_back([&, i] { responses[i] = remora_.client(Duration(15000)).get("/x"); });
+  }
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < kClients; ++i) {
+    SCOPED_TRACE(i);
+    ASSERT_TRUE(responses[i].ok()) << responses[i].error;
+    EXPECT_EQ(responses[i].status, 502) << responses[i].body;
+    EXPECT_NE(responses[i].body.find("connect timeout"), std::string::npos) << responses[i].body;
+    // One connect timeout, with room to spare; two in a row would be 1000 ms.
+    EXPECT_LT(responses[i].elapsed, Duration(950));
+  }
+  // Fewer connects than requests: the queued ones were not each given a connect of their own.
+  EXPECT_LT(remora_.metric("remora_upstream_connect_failures_total", {{"cluster", "main"}})
+                .value_or(kClients),
+            kClients);
+}
+
+// The same with a healthy second endpoint and connect-failure retries: the requests queued on the
+// black hole are retried on the other endpoint after one connect timeout, not one after another.
+TEST_F(ProxyTest, RequestsQueuedOnABlackholedEndpointAreRetriedElsewhereAtOnce) {
+  BlackholeEndpoint blackhole;
+  ASSERT_TRUE(blackhole.ok());
+  ASSERT_TRUE(up_.start());
+  ASSERT_TRUE(remora_.start(R"(
+admin: { address: ${ADMIN} }
+workers: 1
+listeners:
+  - name: ingress
+    address: ${LISTEN}
+    routes:
+      - match: { prefix: / }
+        cluster: main
+        timeout: 10s
+        retry:
+          attempts: 2
+          on: [connect-failure]
+          backoff: { base: 1ms, max: 5ms }
+clusters:
+  - name: main
+    connect_timeout: 500ms
+    lb_policy: round_robin
+    limits: { max_connections: 1 }
+    endpoints: [ { address: ${HOLE} }, { address: ${UP} } ]
+)",
+                            {{"HOLE", blackhole.address()}, {"UP", up_.address()}}));
+  constexpr int kClients = 6;
+  std::vector<Response> responses(kClients);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kClients; ++i) {
+    threads.emplace_back([&, i] { responses[i] = remora_.client(Duration(15000)).get("/x"); });
+  }
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < kClients; ++i) {
+    SCOPED_TRACE(i);
+    ASSERT_TRUE(responses[i].ok()) << responses[i].error;
+    EXPECT_EQ(responses[i].status, 200) << responses[i].body;
+    EXPECT_LT(responses[i].elapsed, Duration(950));
   }
 }
 
