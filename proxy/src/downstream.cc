@@ -222,6 +222,12 @@ void DownstreamConnection::onRead(uv_stream_t* s, ssize_t nread, const uv_buf_t*
 
 void DownstreamConnection::onPeerEof() {
   peer_closed_ = true;
+  if (tunnel_ && stream_ && !stream_->complete()) {
+    // The client is done sending; the upstream may still answer: pass the half-close on.
+    stream_->onTunnelClientEof();
+    updateReading();
+    return;
+  }
   if (stream_ && !stream_->complete()) {
     // A half-close after a full request is legal: answer, then close. Before the request is
     // complete it means the client gave up.
@@ -274,6 +280,10 @@ void DownstreamConnection::onTlsEstablished() {
 
 void DownstreamConnection::processInput(const char* data, size_t len) {
   if (closing_) return;
+  if (tunnel_) {
+    if (stream_ && !stream_->complete()) stream_->onTunnelData(data, len);
+    return;
+  }
   if (parser_paused_) {
     // A request is in flight: hold what the client pipelines behind it.
     pipelined_.append(data, len);
@@ -312,6 +322,16 @@ void DownstreamConnection::processInput(const char* data, size_t len) {
     return;
   }
   if (err != HPE_OK) onParseError(err);
+}
+
+void DownstreamConnection::startTunnel() {
+  tunnel_ = true;
+  setTimer(TimerMode::None, {});  // the route timeout ends with the 101; idle_timeout goes on
+  last_client_io_ms_ = uv_now(worker_.loop());
+  std::string early;
+  early.swap(pipelined_);  // sent behind the request, before the 101 came
+  if (!early.empty()) stream_->onTunnelData(early.data(), early.size());
+  updateReading();
 }
 
 void DownstreamConnection::processPipelined() {
@@ -430,7 +450,7 @@ void DownstreamConnection::updateReading() {
     if (closing_ || (read_paused_ & kReadPausedUpstreamFull) != 0) want = false;
     // While a request is in flight keep reading (to notice a client that goes away), but only up
     // to a bound of pipelined bytes.
-    if (parser_paused_ && pipelined_.size() >= kMaxPipelinedBytes) want = false;
+    if (parser_paused_ && !tunnel_ && pipelined_.size() >= kMaxPipelinedBytes) want = false;
   }
   auto* s = reinterpret_cast<uv_stream_t*>(&tcp_);
   if (want && !reading_) {
@@ -535,6 +555,13 @@ void DownstreamConnection::onStreamIdleTimeout() {
   if (since < idle) {
     // Bytes moved meanwhile: look again when the quiet period could have lasted idle_timeout.
     stream_idle_timer_->enable(std::chrono::milliseconds(idle - since));
+    return;
+  }
+  if (tunnel_) {
+    spdlog::debug("upgraded connection from {} carried nothing either way for idle_timeout "
+                  "({}ms); closing it",
+                  peer_address_, idle);
+    close();
     return;
   }
   // Only the client's own silence counts: while the proxy waits for the upstream (which the
@@ -694,6 +721,11 @@ int DownstreamConnection::onHeadersComplete(llhttp_t* p) {
     self->localReplyAndClose(400, "duplicate content-length header");
     return HPE_PAUSED;
   }
+  // An upgrade (RFC 9110 7.8) is relayed only from HTTP/1.1 (a server must ignore 1.0's), without
+  // a request body, and not to h2c (the upstream side speaks HTTP/1.1): otherwise Upgrade is
+  // dropped as the hop-by-hop header it is, and the request is an ordinary one.
+  h.upgrade = p->upgrade != 0 && h.http_minor >= 1 && !h.hasBody() &&
+              http::isRelayableUpgrade(h.headers);
   self->keep_alive_ = h.keep_alive;
   // The stream takes the head; the parser continues with a recycled one (memory kept).
   RequestHead next = self->worker_.takeRequestHead();

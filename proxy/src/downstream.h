@@ -43,6 +43,12 @@ class DownstreamConnection : public WriteCallbacks {
   size_t pendingWriteBytes() const { return writer_.pendingBytes(); }
   void readDisable(uint32_t reason, bool disable);
   void armRouteTimer(std::chrono::milliseconds timeout);
+  // The upstream answered the stream's upgrade with 101: from now on the client's bytes go to
+  // stream_->onTunnelData (those that came behind the request first), no more HTTP is parsed,
+  // and listener idle_timeout bounds a silence in both directions.
+  void startTunnel();
+  // Bytes moved through the tunnel (from the upstream): the connection is not idle.
+  void noteTunnelActivity() { last_client_io_ms_ = uv_now(worker_.loop()); }
   void onStreamComplete(bool close_connection);
   const std::string& peerAddress() const { return peer_address_; }
   const std::string& peerIp() const { return peer_ip_; }
@@ -132,6 +138,7 @@ class DownstreamConnection : public WriteCallbacks {
   std::string pipelined_;  // bytes received after a complete request, parsed after its response
   bool parser_paused_ = false;
   bool parsing_input_ = false;  // inside processInput's llhttp_execute
+  bool tunnel_ = false;        // upgraded (startTunnel): raw bytes both ways
   bool peer_closed_ = false;   // the client half-closed (EOF)
   bool closing_ = false;       // close requested: no more parsing, no new streams
   bool close_after_flush_ = false;

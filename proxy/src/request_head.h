@@ -21,6 +21,10 @@ struct RequestHead {
   bool chunked = false;
   bool has_content_length = false;
   uint64_t content_length = 0;
+  // An HTTP/1.1 request without a body that asks to switch protocols (Connection: upgrade and an
+  // Upgrade header, WebSocket's handshake): forwarded with its Upgrade, and on a 101 the
+  // connection becomes a tunnel between the client and the upstream.
+  bool upgrade = false;
 
   std::string_view path() const {
     std::string_view u = url;
@@ -44,6 +48,7 @@ struct RequestHead {
     chunked = false;
     has_content_length = false;
     content_length = 0;
+    upgrade = false;
   }
 };
 

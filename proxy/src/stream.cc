@@ -422,6 +422,13 @@ void ActiveStream::buildUpstreamHead() {
   } else if (head_.has_content_length) {
     out.append("content-length: "sv).append(std::to_string(head_.content_length)).append("\r\n"sv);
   }
+  if (head_.upgrade) {
+    // Hop-by-hop, but the one thing an upgrade asks of the next hop: passed on as received.
+    out.append("connection: upgrade\r\n"sv);
+    for (const auto& [name, value] : head_.headers) {
+      if (name == "upgrade") out.append("upgrade: "sv).append(value).append("\r\n"sv);
+    }
+  }
   out.append("\r\n"sv);
 }
 
@@ -430,6 +437,7 @@ void ActiveStream::onPoolReady(UpstreamConnection& conn) {
   upstream_ = &conn;
   upstream_reused_ = conn.reused();
   if (head_.method == "HEAD") conn.expectNoBody();
+  if (head_.upgrade) conn.expectUpgrade();
   // The head, the body received so far and, while the client's read is still being parsed, the
   // rest of what that read holds go out together (flushUpstream). A request without a body goes
   // at once.
@@ -609,6 +617,10 @@ void ActiveStream::onResponseHeaders(int status, const http::HeaderBlock& header
   endAttempt(status < 500);
   response_started_ = true;
   response_status_ = status;
+  if (status == 101) {
+    startTunnel(headers);
+    return;
+  }
   std::string cl_value;
   if (has_content_length) cl_value = std::to_string(content_length);
 
@@ -654,6 +666,57 @@ void ActiveStream::onResponseHeaders(int status, const http::HeaderBlock& header
   out.append("x-remora-attempts: "sv).append(std::to_string(attempts_)).append("\r\n\r\n"sv);
   response_head_pending_ = true;  // sent by writeDownstream, onUpstreamReadComplete or the end
   response_gathered_ = 0;
+}
+
+void ActiveStream::startTunnel(const http::HeaderBlock& headers) {
+  tunnel_ = true;
+  close_after_response_ = true;  // the connection ends with the tunnel
+  std::string& out = response_head_;
+  out = conn_.worker().takeBuffer();
+  out.append("HTTP/1.1 101 Switching Protocols\r\n"sv);
+  headers.appendForwarded(out, "x-remora-attempts");
+  out.append("connection: upgrade\r\n"sv);
+  for (size_t i = 0; i < headers.size(); ++i) {
+    if (headers.name(i) == "upgrade") {
+      out.append("upgrade: "sv).append(headers.value(i)).append("\r\n"sv);
+    }
+  }
+  out.append("x-remora-attempts: "sv).append(std::to_string(attempts_)).append("\r\n\r\n"sv);
+  // Sent with the upstream's first tunnel bytes of the same read, or at the end of that read.
+  response_head_pending_ = true;
+  response_gathered_ = 0;
+  spdlog::debug("request {}: {} switched protocols; tunnelling between {} and {}", request_id_,
+                endpoint_->key, conn_.peerAddress(), endpoint_->key);
+  conn_.startTunnel();
+}
+
+void ActiveStream::onTunnelData(const char* data, size_t len) {
+  if (complete_ || upstream_ == nullptr) return;
+  body_received_ += len;
+  uv_buf_t b = uv_buf_init(const_cast<char*>(data), static_cast<unsigned>(len));
+  writeUpstreamNow(&b, 1);
+}
+
+void ActiveStream::onTunnelClientEof() {
+  if (upstream_ != nullptr) upstream_->shutdownWrite();
+}
+
+void ActiveStream::onUpgradeData(const char* data, size_t len) {
+  if (complete_) return;
+  bytes_sent_ += len;
+  conn_.noteTunnelActivity();
+  uv_buf_t b = uv_buf_init(const_cast<char*>(data), static_cast<unsigned>(len));
+  writeDownstream(&b, 1);
+  if (upstream_ != nullptr && conn_.pendingWriteBytes() > kHighWatermark) {
+    upstream_->readDisable(true);
+  }
+}
+
+void ActiveStream::onUpgradeEnd() {
+  upstream_ = nullptr;
+  if (complete_) return;
+  flushResponseHead();
+  finish(true);  // what was relayed reaches the client before the FIN
 }
 
 void ActiveStream::writeDownstream(const uv_buf_t* bufs, unsigned n) {

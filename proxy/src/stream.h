@@ -61,6 +61,9 @@ class ActiveStream : public UpstreamClient,
   void onDownstreamReset(const std::string& reason);
   // The downstream write queue drained below its low watermark.
   void onDownstreamWritable();
+  // An upgraded connection (a 101 was relayed): the client's bytes, and its half-close.
+  void onTunnelData(const char* data, size_t len);
+  void onTunnelClientEof();
   bool complete() const { return complete_; }
   bool responseStarted() const { return response_started_; }
   // A local reply (no fallback) if nothing was sent yet, e.g. for a body that is not valid
@@ -88,6 +91,8 @@ class ActiveStream : public UpstreamClient,
                        bool response_started) override;
   void onUpstreamWritable() override;
   void onUpstreamReadComplete() override;
+  void onUpgradeData(const char* data, size_t len) override;
+  void onUpgradeEnd() override;
 
  private:
   enum class Framing { None, ContentLength, Chunked, Close };
@@ -107,6 +112,8 @@ class ActiveStream : public UpstreamClient,
   // The try's per_try_timeout expired (per_try_timeout_'s callback).
   void onPerTryTimeout();
   void buildUpstreamHead();
+  // A 101 to the request's upgrade: relays it and turns the connection into a tunnel.
+  void startTunnel(const http::HeaderBlock& headers);
   void sendBody();
   void sendBodyEnd();
   void writeUpstream(const uv_buf_t* bufs, unsigned n);
@@ -179,6 +186,7 @@ class ActiveStream : public UpstreamClient,
   bool request_complete_ = false;
 
   bool response_started_ = false;
+  bool tunnel_ = false;  // startTunnel() ran: bytes are relayed as they are, both ways
   bool close_after_response_ = false;  // the response head said "connection: close"
   // The upstream's response head, serialized for the client. It waits for the body bytes (or the
   // end) parsed from the same upstream read, gathered behind it up to kCoalesceBodyBytes, so a

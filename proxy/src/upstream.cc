@@ -173,6 +173,7 @@ void UpstreamConnection::attach(UpstreamClient* client) {
   response_complete_ = false;
   request_complete_ = false;
   expect_no_body_ = false;
+  expect_upgrade_ = false;
   resetParserState();
 }
 
@@ -215,6 +216,28 @@ void UpstreamConnection::readDisable(bool disable) {
   } else if (!disable && !reading_) {
     uv_read_start(s, &UpstreamConnection::onAlloc, &UpstreamConnection::onRead);
     reading_ = true;
+  }
+}
+
+void UpstreamConnection::shutdownWrite() {
+  if (state_ != State::Busy || !upgraded_ || write_shut_) return;
+  write_shut_ = true;
+  if (tls_) {
+    tls_->shutdown();
+    writer_.flushTls();
+  }
+  shutdown_req_.data = this;
+  // Queued behind the writes still pending, so the upstream gets every byte before the FIN.
+  if (uv_shutdown(&shutdown_req_, reinterpret_cast<uv_stream_t*>(&tcp_),
+                  &UpstreamConnection::onShutdown) != 0) {
+    fail(UpstreamFailure::Reset, "cannot shut down the tunnel's write side");
+  }
+}
+
+void UpstreamConnection::onShutdown(uv_shutdown_t* req, int status) {
+  auto* self = static_cast<UpstreamConnection*>(req->data);
+  if (status < 0 && status != UV_ECANCELED && self->state_ == State::Busy) {
+    self->fail(UpstreamFailure::Reset, "shutting down the tunnel failed: " + uvError(status));
   }
 }
 
@@ -264,6 +287,11 @@ void UpstreamConnection::onData(const char* data, size_t len) {
     close();
     return;
   }
+  if (upgraded_) {
+    if (client_ != nullptr) client_->onUpgradeData(data, len);
+    if (client_ != nullptr) client_->onUpstreamReadComplete();
+    return;
+  }
   if (response_complete_) {
     // Bytes after the end of the response, before we finished with it: unsolicited.
     fail(UpstreamFailure::ProtocolError, "upstream sent data after the response");
@@ -271,6 +299,15 @@ void UpstreamConnection::onData(const char* data, size_t len) {
   }
   llhttp_errno_t err = llhttp_execute(&parser_, data, len);
   if (state_ != State::Busy) return;  // a callback closed us
+  if (upgraded_ && err == HPE_PAUSED) {
+    // The 101's head ended the HTTP part; what follows in this read is the new protocol's.
+    const char* pos = llhttp_get_error_pos(&parser_);
+    if (pos != nullptr && pos < data + len && client_ != nullptr) {
+      client_->onUpgradeData(pos, static_cast<size_t>(data + len - pos));
+    }
+    if (client_ != nullptr) client_->onUpstreamReadComplete();
+    return;
+  }
   if (err == HPE_PAUSED && response_complete_) {
     const char* pos = llhttp_get_error_pos(&parser_);
     bool trailing = pos != nullptr && pos < data + len;
@@ -284,6 +321,10 @@ void UpstreamConnection::onData(const char* data, size_t len) {
     // llhttp names every callback's refusal alike; say which status onHeadersComplete refused.
     if (err == HPE_CB_HEADERS_COMPLETE && !statusInRange(parser_.status_code)) {
       reason = "status code " + std::to_string(parser_.status_code) + " outside 100-599";
+    } else if (err == HPE_CB_HEADERS_COMPLETE && parser_.status_code == 101) {
+      reason = expect_upgrade_ ? "101 Switching Protocols without an Upgrade header"
+                               : "101 Switching Protocols to a request that did not ask to "
+                                 "upgrade";
     } else if (err == HPE_CB_HEADER_FIELD_COMPLETE) {
       reason = "a header name with a space in it (not a token)";
     }
@@ -296,6 +337,13 @@ void UpstreamConnection::onData(const char* data, size_t len) {
 void UpstreamConnection::onEof() {
   if (state_ != State::Busy) {
     close();
+    return;
+  }
+  if (upgraded_) {
+    UpstreamClient* client = client_;
+    client_ = nullptr;
+    close();
+    if (client != nullptr) client->onUpgradeEnd();
     return;
   }
   if (response_started_) {
@@ -311,8 +359,10 @@ void UpstreamConnection::onEof() {
 }
 
 void UpstreamConnection::finishResponse() {
-  // A close-delimited response ended with EOF: should_keep_alive is false then.
-  bool reusable = request_complete_ && llhttp_should_keep_alive(&parser_);
+  // A close-delimited response ended with EOF: should_keep_alive is false then. A declined
+  // upgrade leaves the connection HTTP/1.1 (RFC 9110 7.8), but servers that half-switched (or
+  // whose parser still waits for the new protocol) are not worth the risk: it is not reused.
+  bool reusable = request_complete_ && !expect_upgrade_ && llhttp_should_keep_alive(&parser_);
   UpstreamClient* client = client_;
   client_ = nullptr;
   ++requests_served_;
@@ -390,7 +440,12 @@ int UpstreamConnection::onHeadersComplete(llhttp_t* p) {
     self->interim_ = true;
     return 1;
   }
-  if (status == 101) return -1;  // upgrades are not supported; Upgrade is stripped on the way up
+  if (status == 101) {
+    // Only an answer to a request that asked to upgrade, and only with the Upgrade header that
+    // says to what (RFC 9110 15.2.2): anything else cannot be relayed.
+    if (!self->expect_upgrade_ || p->upgrade == 0) return -1;
+    self->upgraded_ = true;
+  }
   self->response_started_ = true;
   bool chunked = (p->flags & F_CHUNKED) != 0;
   bool has_cl = (p->flags & F_CONTENT_LENGTH) != 0;
@@ -413,6 +468,7 @@ int UpstreamConnection::onBody(llhttp_t* p, const char* at, size_t len) {
 
 int UpstreamConnection::onMessageComplete(llhttp_t* p) {
   auto* self = fromParser(p);
+  if (self->upgraded_) return HPE_PAUSED;  // the tunnel starts; the response never completes
   if (self->interim_) {
     self->interim_ = false;
     return 0;

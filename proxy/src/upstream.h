@@ -58,6 +58,12 @@ class UpstreamClient {
   // back to send it together with what follows (a response head waiting for its body) sends it
   // now. Not called after onResponseComplete or onUpstreamReset.
   virtual void onUpstreamReadComplete() = 0;
+  // After a 101 to a request that asked to upgrade (expectUpgrade), the connection is a tunnel:
+  // the upstream's bytes come here, as they arrive (onUpstreamReadComplete follows each read).
+  virtual void onUpgradeData(const char* data, size_t len) = 0;
+  // The upstream closed its side of the tunnel: everything it sent has been delivered. The
+  // connection is closed.
+  virtual void onUpgradeEnd() = 0;
 };
 
 class UpstreamConnection : public WriteCallbacks {
@@ -76,6 +82,11 @@ class UpstreamConnection : public WriteCallbacks {
   void requestComplete() { request_complete_ = true; }
   // For HEAD requests: the response has no body whatever its headers say.
   void expectNoBody() { expect_no_body_ = true; }
+  // The request asks to upgrade: a 101 makes the connection a tunnel (onUpgradeData), where it is
+  // otherwise a protocol error. An upgraded connection is never pooled again.
+  void expectUpgrade() { expect_upgrade_ = true; }
+  // Tunnels: the client closed its side; send FIN (TLS: close_notify first) after what is queued.
+  void shutdownWrite();
   size_t pendingWriteBytes() const { return writer_.pendingBytes(); }
   // Flow control: stop/resume reading the response (the downstream is not draining).
   void readDisable(bool disable);
@@ -111,6 +122,7 @@ class UpstreamConnection : public WriteCallbacks {
   static void onAlloc(uv_handle_t* handle, size_t suggested, uv_buf_t* buf);
   static void onRead(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
   static void onClose(uv_handle_t* handle);
+  static void onShutdown(uv_shutdown_t* req, int status);
 
   static int onMessageBegin(llhttp_t* p);
   static int onHeaderField(llhttp_t* p, const char* at, size_t len);
@@ -138,6 +150,10 @@ class UpstreamConnection : public WriteCallbacks {
   bool response_complete_ = false;
   bool request_complete_ = false;
   bool expect_no_body_ = false;
+  bool expect_upgrade_ = false;
+  bool upgraded_ = false;  // a 101 was received: raw bytes both ways from here on
+  bool write_shut_ = false;
+  uv_shutdown_t shutdown_req_;
   bool read_disabled_ = false;
   bool reading_ = false;
   uint64_t requests_served_ = 0;

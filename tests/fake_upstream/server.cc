@@ -223,6 +223,15 @@ class RequestParser {
       consumed = static_cast<size_t>(llhttp_get_error_pos(&parser_) - data);
       return Result::kComplete;
     }
+    if (err == HPE_PAUSED_UPGRADE) {
+      // After an upgrade request that was answered without a 101: the connection stays HTTP/1.1.
+      const size_t skip = static_cast<size_t>(llhttp_get_error_pos(&parser_) - data);
+      llhttp_resume_after_upgrade(&parser_);
+      size_t more = 0;
+      Result r = feed(data + skip, len - skip, more);
+      consumed = skip + more;
+      return r;
+    }
     error_ = std::string(llhttp_errno_name(err)) + ": " + llhttp_get_error_reason(&parser_);
     return Result::kError;
   }
@@ -543,6 +552,23 @@ bool Server::sleepFor(int ms) {
   return !stopping_;
 }
 
+void Server::tunnel(int fd, const char* early, size_t early_len) {
+  if (early_len > 0 && !sendAll(fd, std::string_view(early, early_len))) return;
+  std::vector<char> buf(64 * 1024);
+  while (!stopping_) {
+    ssize_t n = ::recv(fd, buf.data(), buf.size(), 0);
+    if (n == 0) {
+      sendAll(fd, "tunnel closed\n");
+      return;
+    }
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return;
+    }
+    if (!sendAll(fd, std::string_view(buf.data(), static_cast<size_t>(n)))) return;
+  }
+}
+
 void Server::waitPeerClose(int fd) {
   char buf[4096];
   while (!stopping_) {
@@ -609,6 +635,11 @@ void Server::serve(Connection& conn) {
         // Only allocation failures can get here; answer nothing more on this connection.
         if (!options_.quiet) std::fprintf(stderr, "fake-upstream: %s\n", e.what());
       }
+      if (next == Next::kTunnel) {
+        tunnel(fd, p, left);
+        running = false;
+        break;
+      }
       if (next != Next::kKeepAlive) {
         abort = next == Next::kAbort;
         running = false;
@@ -666,6 +697,21 @@ Server::Next Server::handle(Connection& conn, const Request& req) {
     if (d && *d >= 0) delay_ms = static_cast<int>(std::min<long long>(*d, 3600 * 1000));
   }
   if (delay_ms > 0 && !sleepFor(delay_ms)) return Next::kClose;
+
+  // An upgrade (Connection: upgrade and an Upgrade header) is accepted: 101, then an echo tunnel.
+  const std::string* upgrade = req.header("upgrade");
+  const std::string* connection = req.header("connection");
+  if (upgrade != nullptr && connection != nullptr &&
+      toLower(*connection).find("upgrade") != std::string::npos &&
+      !req.flag("x-fake-upgrade-refuse")) {
+    std::string head = "HTTP/1.1 101 Switching Protocols\r\n";
+    if (!req.flag("x-fake-upgrade-no-header")) head += "upgrade: " + *upgrade + "\r\n";
+    head += "connection: Upgrade\r\nx-upstream-name: " + options_.name + "\r\n\r\n";
+    if (const std::string* g = req.header("x-fake-upgrade-greeting")) head += *g;
+    log(conn, req, 101, "(upgrade)");
+    if (!sendAll(fd, head)) return Next::kClose;
+    return req.flag("x-fake-upgrade-close") ? Next::kClose : Next::kTunnel;
+  }
 
   std::string reset = m.reset;
   if (const std::string* v = req.header("x-fake-reset")) reset = toLower(trim(*v));

@@ -65,7 +65,8 @@ class Server {
     uint64_t counted_epoch = 0;  // stats epoch in which this connection was last counted
     uint64_t requests = 0;
   };
-  enum class Next { kKeepAlive, kClose, kAbort };
+  // kTunnel: the request was answered 101; the connection now echoes raw bytes (tunnel()).
+  enum class Next { kKeepAlive, kClose, kAbort, kTunnel };
 
   void acceptLoop();
   void serve(Connection& conn);
@@ -77,6 +78,9 @@ class Server {
   bool sleepFor(int ms);
   // Blocks until the peer closes the connection or the server stops; discards input.
   void waitPeerClose(int fd);
+  // After a 101: echoes `early` (bytes that came behind the request) and everything the peer
+  // sends until its FIN, then sends "tunnel closed\n" (its own FIN follows in closeConnection).
+  void tunnel(int fd, const char* early, size_t early_len);
   bool decideFailure();
   void log(const Connection& conn, const Request& req, int status, const char* note);
 

@@ -368,6 +368,13 @@ class Upstream {
           }
           if (nread == 0) return;
           llhttp_errno_t err = llhttp_execute(&k->parser, buf->base, static_cast<size_t>(nread));
+          while (err == HPE_PAUSED_UPGRADE && !k->closing) {
+            // An upgrade request, answered without a 101 (answer()): the connection stays
+            // HTTP/1.1 (RFC 9110 7.8), so what follows is the next request.
+            const char* pos = llhttp_get_error_pos(&k->parser);
+            llhttp_resume_after_upgrade(&k->parser);
+            err = llhttp_execute(&k->parser, pos, static_cast<size_t>(buf->base + nread - pos));
+          }
           if (err != HPE_OK && err != HPE_PAUSED && !k->closing) {
             fail(std::string("the proxy sent the upstream something that is not HTTP/1.1: ") +
                  llhttp_errno_name(err) + ": " + llhttp_get_error_reason(&k->parser));
@@ -411,6 +418,10 @@ class Upstream {
            std::to_string(transfer_encoding) + ")");
     }
     if (host != 1) fail("forwarded request has " + std::to_string(host) + " host headers");
+    // An upgrade is relayed only without a body: after it, the bytes are another protocol's.
+    if (p->upgrade != 0 && (transfer_encoding > 0 || p->content_length > 0)) {
+      fail("forwarded upgrade request has a body");
+    }
     if (p->http_major != 1 || p->http_minor != 1) fail("forwarded request is not HTTP/1.1");
   }
 

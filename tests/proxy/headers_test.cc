@@ -402,6 +402,26 @@ TEST(AuthorityTest, HostPortIpLiteralsAndNothingElse) {
   }
 }
 
+TEST(RelayableUpgradeTest, NamedProtocolsButNotH2c) {
+  auto relayable = [](std::initializer_list<std::string_view> upgrade_lines) {
+    HeaderMap h;
+    h.add("connection", "upgrade");
+    for (std::string_view v : upgrade_lines) h.add("upgrade", v);
+    return isRelayableUpgrade(h);
+  };
+  EXPECT_TRUE(relayable({"websocket"}));
+  EXPECT_TRUE(relayable({"WebSocket"}));
+  EXPECT_TRUE(relayable({"foo/2, bar"}));
+  EXPECT_FALSE(relayable({}));           // no Upgrade line
+  EXPECT_FALSE(relayable({""}));         // names nothing
+  EXPECT_FALSE(relayable({" , "}));
+  EXPECT_FALSE(relayable({"h2c"}));
+  EXPECT_FALSE(relayable({"H2C"}));
+  EXPECT_FALSE(relayable({"websocket, h2c"}));
+  EXPECT_FALSE(relayable({"websocket", "h2c/1"}));  // on a second line too
+  EXPECT_TRUE(relayable({"h2cx"}));                 // another protocol
+}
+
 TEST(RequestHeadErrorTest, HostMustBeOneValidAuthority) {
   HeaderMap h;
   h.add("host", "orders:80");

@@ -221,6 +221,25 @@ constexpr std::array<bool, 256> kAuthorityChars = alnumAnd("-._~!$&'()*+,;=%:[]"
 
 }  // namespace
 
+bool isRelayableUpgrade(const HeaderMap& headers) {
+  bool named = false;
+  for (const auto& [name, value] : headers) {
+    if (name != "upgrade") continue;
+    std::string_view v = value;
+    while (!v.empty()) {
+      size_t comma = v.find(',');
+      std::string_view protocol = trim(v.substr(0, comma));
+      if (!protocol.empty()) {
+        named = true;
+        if (equalsIgnoreCase(protocol.substr(0, protocol.find('/')), "h2c")) return false;
+      }
+      if (comma == std::string_view::npos) break;
+      v.remove_prefix(comma + 1);
+    }
+  }
+  return named;
+}
+
 bool isValidAuthority(std::string_view authority) {
   return std::all_of(authority.begin(), authority.end(),
                      [](char c) { return kAuthorityChars[static_cast<unsigned char>(c)]; });

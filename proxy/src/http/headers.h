@@ -195,6 +195,11 @@ void appendForwarded(const HeaderMap& headers, std::string& out, Drop&& drop) {
 std::string_view absoluteFormToOriginForm(std::string_view method, std::string& target,
                                           HeaderMap& headers);
 
+// True when a request's Upgrade lines (RFC 9110 7.8) name at least one protocol and none is h2c:
+// HTTP/2 over cleartext is HTTP to the hop it is sent to, which speaks HTTP/1.1 upstream, so
+// that upgrade is not relayed (Envoy drops it too). WebSocket and any other protocol are.
+bool isRelayableUpgrade(const HeaderMap& headers);
+
 // True when `authority` is a syntactically valid uri-host [":" port] (RFC 9110 7.2, RFC 3986
 // 3.2.2): unreserved, sub-delims, pct-encoded, ':' and the brackets of an IP literal; no
 // whitespace, '@' (userinfo), '/', '?', '#' or control bytes. Empty is valid (a Host may be empty).

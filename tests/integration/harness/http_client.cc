@@ -330,6 +330,28 @@ Response HttpClient::readResponse(bool head_request, std::optional<Duration> tim
   return out;
 }
 
+std::string HttpClient::readRaw(size_t n, Duration timeout) {
+  const auto deadline = Clock::now() + timeout;
+  std::string error;
+  while (fd_ >= 0 && buf_.size() < n && fill(deadline, error) > 0) {
+  }
+  std::string out;
+  out.swap(buf_);
+  return out;
+}
+
+std::string HttpClient::readUntilClosed(bool& closed, Duration timeout) {
+  const auto deadline = Clock::now() + timeout;
+  std::string error;
+  int r = 1;
+  while (fd_ >= 0 && (r = fill(deadline, error)) > 0) {
+  }
+  closed = r == 0 || peer_closed_;
+  std::string out;
+  out.swap(buf_);
+  return out;
+}
+
 bool HttpClient::peerClosedNow() {
   if (fd_ < 0 || peer_closed_) return true;
   char c;

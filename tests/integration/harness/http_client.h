@@ -109,6 +109,12 @@ class HttpClient {
   // Half-closes the connection (FIN): the server sees EOF but may still answer.
   bool shutdownWrite();
 
+  // After a 101 (the connection is a tunnel): the bytes received past the response, once at
+  // least `n` have arrived, or all that did when the server closed or `timeout` passed.
+  std::string readRaw(size_t n, Duration timeout = Duration(5000));
+  // Every byte received until the server closes (or `timeout` passes: then `closed` is false).
+  std::string readUntilClosed(bool& closed, Duration timeout = Duration(5000));
+
   bool connected() const { return fd_ >= 0; }
   void close();
   // TCP connections this client has opened so far.
