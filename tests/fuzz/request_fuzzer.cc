@@ -24,6 +24,8 @@
 //   - what the client receives parses as HTTP/1.1 responses with one unambiguous framing, the
 //     proxy's own connection header only, no other hop-by-hop header, at most one
 //     x-remora-attempts (response smuggling oracle; ClientChecker, not for inputs with a HEAD);
+//     a 101 (UpstreamMode::Upgrade, or Raw) only with its upgrade and connection: upgrade, after
+//     which the bytes are the tunnel's;
 //   - every connection ends: the proxy answers and closes within a deadline;
 //   - after each input every gauge is back to zero: downstream and upstream connections, requests
 //     in flight per cluster and per endpoint, the clusters' resource limits (leak oracle).
@@ -109,6 +111,7 @@ enum class UpstreamMode : uint8_t {
   Raw,            // the input's bytes after kUpstreamMarker, then close
   NotModified,    // 304 with a content-length and no body
   Large,          // 512 KiB body: write queue and flow control towards the client
+  Upgrade,        // 101 to an upgrade request, then an echo tunnel; others as Ok
   kCount
 };
 
@@ -163,9 +166,13 @@ class ClientChecker {
   }
 
   void feed(const char* data, size_t len) {
-    if (len == 0) return;
+    if (len == 0 || tunnel_) return;  // after a 101 the bytes are the tunnel's, not HTTP
     if (received_.size() < 4096) received_.append(data, std::min<size_t>(len, 4096));
     llhttp_errno_t rc = llhttp_execute(&parser_, data, len);
+    if (rc == HPE_PAUSED_UPGRADE) {
+      tunnel_ = true;
+      return;
+    }
     if (rc != HPE_OK) {
       fail(std::string("the client received bytes that are not an HTTP/1.1 response: ") +
            llhttp_errno_name(rc) + " (" + llhttp_get_error_reason(&parser_) +
@@ -177,6 +184,24 @@ class ClientChecker {
   void checkHead(int status) {
     if (status < 100 || status > 599) {
       fail("status " + std::to_string(status) + " sent to the client (outside 100-599)");
+    }
+    if (status == 101) {
+      // A relayed upgrade: the one response that says connection: upgrade and keeps Upgrade.
+      int upgrade = 0, connection = 0;
+      for (auto& [name, value] : headers_) {
+        std::string lower = name;
+        for (char& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+        if (lower == "upgrade") ++upgrade;
+        if (lower == "connection") {
+          ++connection;
+          if (value != "upgrade") fail("a 101 sent to the client says connection: " + value);
+        }
+        if (lower == "content-length" || lower == "transfer-encoding") {
+          fail("a 101 sent to the client has framing header " + lower);
+        }
+      }
+      if (upgrade == 0 || connection != 1) fail("a 101 sent to the client without its upgrade");
+      return;
     }
     if (status < 200) return;  // the proxy's own 100 Continue
     int content_length = 0, transfer_encoding = 0, connection = 0, attempts = 0;
@@ -217,6 +242,7 @@ class ClientChecker {
   std::string value_;
   std::vector<std::pair<std::string, std::string>> headers_;
   std::string received_;  // the start of it, for the failure message
+  bool tunnel_ = false;    // a 101 was received: the rest is not HTTP
 };
 
 // --- The in-process upstream ----------------------------------------------------------------
@@ -262,6 +288,7 @@ class Upstream {
     std::string url;
     bool closing = false;
     bool answered_close = false;
+    bool tunnel = false;  // answered 101: echoes raw bytes from here on
 
     void close() {
       if (closing) return;
@@ -348,7 +375,7 @@ class Upstream {
     c->settings.on_message_complete = [](llhttp_t* p) {
       Conn* k = conn(p);
       if (k->closing) return static_cast<int>(HPE_PAUSED);
-      k->up->answer(*k, p->method == HTTP_HEAD);
+      k->up->answer(*k, p->method == HTTP_HEAD, p->upgrade != 0);
       return k->closing ? static_cast<int>(HPE_PAUSED) : 0;
     };
     llhttp_init(&c->parser, HTTP_REQUEST, &c->settings);
@@ -367,11 +394,23 @@ class Upstream {
             return;
           }
           if (nread == 0) return;
+          if (k->tunnel) {
+            k->write(std::string(buf->base, static_cast<size_t>(nread)));
+            return;
+          }
           llhttp_errno_t err = llhttp_execute(&k->parser, buf->base, static_cast<size_t>(nread));
           while (err == HPE_PAUSED_UPGRADE && !k->closing) {
+            const char* pos = llhttp_get_error_pos(&k->parser);
+            if (k->tunnel) {
+              // Answered 101: what follows the request is the new protocol's, echoed.
+              if (pos < buf->base + nread) {
+                k->write(std::string(pos, static_cast<size_t>(buf->base + nread - pos)));
+              }
+              err = HPE_OK;
+              break;
+            }
             // An upgrade request, answered without a 101 (answer()): the connection stays
             // HTTP/1.1 (RFC 9110 7.8), so what follows is the next request.
-            const char* pos = llhttp_get_error_pos(&k->parser);
             llhttp_resume_after_upgrade(&k->parser);
             err = llhttp_execute(&k->parser, pos, static_cast<size_t>(buf->base + nread - pos));
           }
@@ -425,8 +464,16 @@ class Upstream {
     if (p->http_major != 1 || p->http_minor != 1) fail("forwarded request is not HTTP/1.1");
   }
 
-  void answer(Conn& c, bool head) {
+  void answer(Conn& c, bool head, bool upgrade) {
     switch (mode_) {
+      case UpstreamMode::Upgrade:
+        if (upgrade) {
+          c.write("HTTP/1.1 101 Switching Protocols\r\nupgrade: fuzz\r\nconnection: upgrade\r\n"
+                  "\r\ntunnel:");
+          c.tunnel = true;
+          break;
+        }
+        [[fallthrough]];
       case UpstreamMode::Ok:
         c.write("HTTP/1.1 200 OK\r\ncontent-length: 5\r\nx-up: ok\r\n\r\nhello");
         break;
