@@ -264,6 +264,35 @@ TEST_F(TlsIntegrationTest, TwoSidecarsTalkMutualTlsOverPooledResumedConnections)
   EXPECT_EQ(outbound_.metric("remora_upstream_tls_resumed_total", {{"cluster", "orders"}}), 1);
 }
 
+// A WebSocket between two sidecars over mTLS: the outbound one tunnels to a TLS upstream, the
+// inbound one tunnels from a TLS client; the client's half-close crosses both as close_notify
+// and FIN, and the upstream's last words and close come back.
+TEST_F(TlsIntegrationTest, AWebSocketCrossesTwoSidecarsOverMutualTls) {
+  ASSERT_TRUE(startInbound(true));
+  Vars out{{"PEER", "127.0.0.1:" + std::to_string(inbound_.listenPort())},
+           {"CA", ca_file_},
+           {"CERT", web_.cert_file},
+           {"KEY", web_.key_file},
+           {"SNI", "orders.internal"}};
+  ASSERT_TRUE(outbound_.start(kOutbound, out));
+  HttpClient app(outbound_.listenPort());
+  ASSERT_TRUE(app.connect());
+  ASSERT_TRUE(app.sendRaw("GET /orders/ws HTTP/1.1\r\nhost: orders\r\nconnection: upgrade\r\n"
+                          "upgrade: websocket\r\nx-fake-upgrade-greeting: hi\r\n\r\n"));
+  Response r = app.readResponse();
+  ASSERT_TRUE(r.ok()) << r.error;
+  ASSERT_EQ(r.status, 101);
+  EXPECT_EQ(r.header("upgrade"), "websocket");
+  EXPECT_EQ(app.readRaw(2), "hi");
+  std::string payload(300 * 1024, 'w');  // past the flow-control watermark, through TLS twice
+  ASSERT_TRUE(app.sendRaw(payload));
+  EXPECT_TRUE(app.readRaw(payload.size()) == payload) << "the echo differs from what was sent";
+  ASSERT_TRUE(app.shutdownWrite());
+  bool closed = false;
+  EXPECT_EQ(app.readUntilClosed(closed), "tunnel closed\n");
+  EXPECT_TRUE(closed);
+}
+
 TEST_F(TlsIntegrationTest, UpstreamCertificateNotMatchingTheSniIsRefused) {
   ASSERT_TRUE(startInbound(true));
   Vars out{{"PEER", "127.0.0.1:" + std::to_string(inbound_.listenPort())},
