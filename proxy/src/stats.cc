@@ -138,6 +138,19 @@ std::string StatsStore::renderPrometheus() const {
            s->downstream_connections_rejected.value());
   }
 
+  header(out, "remora_downstream_upgrades_total", "counter",
+         "Connections upgraded to another protocol (WebSocket...): the upstream's 101 relayed.");
+  for (const auto& [name, s] : listeners_) {
+    sample(out, "remora_downstream_upgrades_total", label("listener", name),
+           s->downstream_upgrades.value());
+  }
+  header(out, "remora_downstream_upgrades_active", "gauge",
+         "Upgraded connections (tunnels) open now.");
+  for (const auto& [name, s] : listeners_) {
+    sample(out, "remora_downstream_upgrades_active", label("listener", name),
+           s->downstream_upgrades_active.value());
+  }
+
   header(out, "remora_downstream_tls_handshakes_total", "counter",
          "TLS handshakes completed on the listener.");
   for (const auto& [name, s] : listeners_) {

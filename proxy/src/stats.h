@@ -89,6 +89,8 @@ struct ListenerStats {
   Counter tls_handshakes;        // completed TLS handshakes (resumed ones included)
   Counter tls_handshake_errors;  // failed handshakes: bad client certificate, protocol, ...
   Counter downstream_connections_rejected;  // closed at accept: the listener's max_connections
+  Counter downstream_upgrades;              // connections upgraded (a 101 relayed: WebSocket...)
+  Gauge downstream_upgrades_active;         // of which still open (tunnels)
 };
 
 struct ClusterStats {

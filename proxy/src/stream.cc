@@ -103,6 +103,7 @@ ActiveStream::ActiveStream(DownstreamConnection& conn, SnapshotConstSharedPtr sn
       start_time_(std::chrono::steady_clock::now()) {}
 
 ActiveStream::~ActiveStream() {
+  if (tunnel_) listener_.stats->downstream_upgrades_active.sub(1);
   cleanupUpstream();
   if (attempt_active_) endAttempt(false, false);
   // A stream that ended by closing the connection mid-response (route timeout, upstream reset)
@@ -669,7 +670,9 @@ void ActiveStream::onResponseHeaders(int status, const http::HeaderBlock& header
 }
 
 void ActiveStream::startTunnel(const http::HeaderBlock& headers) {
-  tunnel_ = true;
+  tunnel_ = true;  // the destructor gives back its place in the gauge
+  listener_.stats->downstream_upgrades.inc();
+  listener_.stats->downstream_upgrades_active.add(1);
   close_after_response_ = true;  // the connection ends with the tunnel
   std::string& out = response_head_;
   out = conn_.worker().takeBuffer();

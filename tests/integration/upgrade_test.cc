@@ -81,6 +81,7 @@ TEST_F(UpgradeTest, WebSocketHandshakeBecomesATunnelBothWays) {
   EXPECT_EQ(r.header("x-upstream-name"), "main");
   // Sent by the upstream in the same write as its 101.
   EXPECT_EQ(client.readRaw(19), "hello from upstream");
+  EXPECT_EQ(remora_.metric("remora_downstream_upgrades_active", {{"listener", "ingress"}}), 1);
 
   // More than the flow-control watermark (256 KiB) each way, so both directions pause and resume.
   std::string payload(1 << 20, '\0');
@@ -107,6 +108,12 @@ TEST_F(UpgradeTest, WebSocketHandshakeBecomesATunnelBothWays) {
       },
       Duration(3000)))
       << "a finished tunnel counts as one request answered 101";
+  EXPECT_TRUE(waitFor(
+      [&] {
+        return remora_.metric("remora_downstream_upgrades_active", {{"listener", "ingress"}}) == 0;
+      },
+      Duration(3000)));
+  EXPECT_EQ(remora_.metric("remora_downstream_upgrades_total", {{"listener", "ingress"}}), 1);
 }
 
 TEST_F(UpgradeTest, BytesSentBehindTheHandshakeReachTheUpstream) {
