@@ -54,15 +54,20 @@ def read_counts(pid: int, path: Path, deadline_s: float = 5.0) -> tuple[int, int
 
 def send_requests(port: int, path: str, total: int, conns: int) -> None:
     socks = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(conns)]
-    req = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: alloc-count\r\n"
-           f"Accept: */*\r\n\r\n").encode()
+    if path == "/post":  # bench.py's "post" scenario: a 256-byte JSON body, a 3-byte answer
+        req = (f"POST /post HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: alloc-count\r\n"
+               f"Content-Type: application/json\r\nContent-Length: {len(bench.POST_BODY)}\r\n"
+               f"\r\n{bench.POST_BODY}").encode()
+    else:
+        req = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: alloc-count\r\n"
+               f"Accept: */*\r\n\r\n").encode()
     try:
         for i in range(total):
             s = socks[i % conns]
             s.sendall(req)
             status = bench.read_one_response(s)
             if status != 200:
-                raise bench.SetupError(f"GET {path} -> {status}")
+                raise bench.SetupError(f"{path} -> {status}")
     finally:
         for s in socks:
             s.close()
@@ -109,7 +114,7 @@ def main(argv: list[str]) -> int:
             srv.start()
             bench.wait_ready(srv, bench.admin_ready(admin), f"{variant} /ready",
                              bench.READY_TIMEOUT_S)
-            for size in bench.BODIES:
+            for size in list(bench.BODIES) + ["post"]:
                 path = "/" + size
                 send_requests(port, path, args.warmup, args.connections)
                 a0, f0 = read_counts(srv.proc.pid, counts)
@@ -130,7 +135,8 @@ def main(argv: list[str]) -> int:
 
     rev = bench.tool_version(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"])
     md = [f"# Allocations per request (live proxy, {time.strftime('%Y-%m-%d')}, git {rev})", "",
-          f"`python3 perf/alloc_count.py` -- {args.requests} keep-alive GETs per case on "
+          f"`python3 perf/alloc_count.py` -- {args.requests} keep-alive requests per case (GETs, "
+          f"and POSTs of a 256-byte body) on "
           f"{args.connections} connections after {args.warmup} warm-up requests; malloc, calloc, "
           f"realloc and memalign calls counted by perf/alloc/malloc_count.c (LD_PRELOAD).", "",
           "| target | response | allocations/request | frees/request |", "|---|---|---:|---:|"]

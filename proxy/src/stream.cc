@@ -117,6 +117,7 @@ ActiveStream::~ActiveStream() {
   if (upstream_cork_.capacity() > std::string().capacity()) {  // only requests with a body
     w.recycleBuffer(std::move(upstream_cork_));
   }
+  if (body_.capacity() > std::string().capacity()) w.recycleBuffer(std::move(body_));
   w.recycleRequestHead(std::move(head_));
 }
 
@@ -491,13 +492,16 @@ void ActiveStream::writeUpstreamNow(const uv_buf_t* bufs, unsigned n) {
 
 void ActiveStream::sendBody() {
   if (upstream_ == nullptr) return;
-  for (size_t i = body_sent_; i < body_.size() && upstream_ != nullptr; ++i) {
-    const std::string& chunk = body_[i];
+  // What arrived since the last send, as one piece (one chunk when chunked: chunk boundaries
+  // carry no meaning, RFC 9112 7.1); a replay sends everything kept as one.
+  if (body_sent_ < body_.size()) {
+    const char* data = body_.data() + body_sent_;
+    const size_t len = body_.size() - body_sent_;
     if (head_.chunked) {
-      ChunkFrame frame(chunk.data(), chunk.size());
+      ChunkFrame frame(data, len);
       writeUpstream(frame.bufs, 3);
     } else {
-      uv_buf_t b = uv_buf_init(const_cast<char*>(chunk.data()), static_cast<unsigned>(chunk.size()));
+      uv_buf_t b = uv_buf_init(const_cast<char*>(data), static_cast<unsigned>(len));
       writeUpstream(&b, 1);
     }
   }
@@ -520,16 +524,17 @@ void ActiveStream::sendBodyEnd() {
 void ActiveStream::onRequestBody(const char* data, size_t len) {
   if (complete_) return;
   body_received_ += len;
-  body_.emplace_back(data, len);
+  if (body_.empty() && body_.capacity() <= std::string().capacity()) {
+    body_ = conn_.worker().takeBuffer();  // not a new allocation per request
+  }
+  body_.append(data, len);
   if (body_received_ > std::max(replay_limit_, kStaleReplayLimit)) body_replayable_ = false;
   if (upstream_ != nullptr) {
     sendBody();
   } else if (!body_replayable_) {
     // Not connected yet (or between tries): hold the body, but stop reading the client past the
     // watermark.
-    size_t held = 0;
-    for (const auto& c : body_) held += c.size();
-    if (held > kHighWatermark) {
+    if (body_.size() > kHighWatermark) {
       conn_.readDisable(DownstreamConnection::kReadPausedUpstreamFull, true);
     }
   }

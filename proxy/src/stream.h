@@ -178,8 +178,10 @@ class ActiveStream : public UpstreamClient,
   // chunked body's last chunk, leave in one TCP segment instead of two or three.
   std::string upstream_cork_;
   bool upstream_corked_ = false;
-  std::vector<std::string> body_;  // request body chunks not yet sent, or kept for a replay
-  size_t body_sent_ = 0;          // chunks of body_ already written to the current upstream
+  // The request body received and not yet sent, or all of it while it is kept for a replay (a
+  // buffer from the worker's recycler: a small POST allocates nothing).
+  std::string body_;
+  size_t body_sent_ = 0;  // bytes of body_ already written to the current upstream
   uint64_t body_received_ = 0;
   uint64_t replay_limit_ = 64 * 1024;
   bool body_replayable_ = true;   // body_ still holds every chunk received
