@@ -208,6 +208,19 @@ TEST_F(ProxyTest, StaleKeepAliveConnectionIsRetriedTransparently) {
     ASSERT_EQ(r.status, 200) << "POST " << i << ": " << r.body;
     EXPECT_EQ(r.header("x-body-sha256"), sha256Hex("payload"));
   }
+  // A chunked body, sent in several chunks, is replayed whole (as one chunk).
+  std::string body;
+  for (int i = 0; i < 300; ++i) body += "chunk " + std::to_string(i) + ";";
+  RequestOptions chunked;
+  chunked.chunked = true;
+  chunked.chunk_size = 100;
+  for (int i = 0; i < 10; ++i) {
+    Response r = client.request("POST", "/stale", {{"x-fake-close-silently", "1"}}, body, chunked);
+    ASSERT_TRUE(r.ok()) << "chunked POST " << i << ": " << r.error;
+    ASSERT_EQ(r.status, 200) << "chunked POST " << i << ": " << r.body;
+    EXPECT_EQ(r.header("x-body-length"), std::to_string(body.size()));
+    EXPECT_EQ(r.header("x-body-sha256"), sha256Hex(body));
+  }
 }
 
 // Many clients at once against an upstream that closes every connection silently after its
