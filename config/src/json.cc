@@ -74,6 +74,7 @@ json routeJson(const Route& r) {
     out["clusters"] = std::move(clusters);
   }
   if (r.retry) out["retry"] = retryJson(*r.retry);
+  if (r.upgrades) out["upgrades"] = *r.upgrades;
   if (r.rate_limit) {
     out["rate_limit"] = {{"requests_per_second", r.rate_limit->requests_per_second},
                          {"burst", r.rate_limit->burst}};

@@ -563,7 +563,8 @@ void parseRoute(ErrorSink& sink, const Node& node, const std::string& listener_n
   r.name = listener_name + "/" + std::to_string(index);
   MapReader m(
       sink, node, "route",
-      {"name", "match", "cluster", "clusters", "timeout", "retry", "rate_limit", "fallback"});
+      {"name", "match", "cluster", "clusters", "timeout", "retry", "rate_limit", "fallback",
+       "upgrades"});
   if (!m.ok()) return;
   m.readString("name", r.name);
   if (const Field* f = m.map("match")) parseMatch(sink, f->value, r.match);
@@ -574,6 +575,23 @@ void parseRoute(ErrorSink& sink, const Node& node, const std::string& listener_n
     parseRateLimit(sink, f->value, r.rate_limit.emplace());
   }
   if (const Field* f = m.map("fallback")) parseFallback(sink, f->value, r.fallback.emplace());
+  if (const Field* f = m.list("upgrades")) {
+    std::vector<std::string>& protocols = r.upgrades.emplace();
+    for (const Node& item : f->value.elements()) {
+      std::string protocol;
+      if (!detail::readString(sink, item, sink.loc(item), "upgrades", protocol, false)) continue;
+      protocol = detail::toLower(protocol);
+      if (!detail::isToken(protocol)) {
+        sink.add(item, "invalid protocol " + quote(protocol) + " in \"upgrades\" (a token, "
+                       "as in the Upgrade header, e.g. websocket)");
+      } else if (protocol == "h2c") {
+        sink.add(item, "\"upgrades\" cannot list h2c: HTTP/2 over cleartext would be HTTP/2 to "
+                       "the proxy, which speaks HTTP/1.1; leave it out");
+      } else {
+        protocols.push_back(std::move(protocol));
+      }
+    }
+  }
 }
 
 void parseCertificatePair(ErrorSink& sink, const Node& node, CertificateFiles& out) {

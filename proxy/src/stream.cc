@@ -136,6 +136,10 @@ void ActiveStream::start() {
     sendLocalReply(404, "no route for " + head_.method + " " + std::string(head_.path()), false);
     return;
   }
+  if (head_.upgrade && route_->config->upgrades &&
+      !http::upgradeOffersOnly(head_.headers, *route_->config->upgrades)) {
+    head_.upgrade = false;  // not on this route: Upgrade is dropped, the request goes on as usual
+  }
   uint64_t r = conn_.worker().random();
   cluster_ = route_->pickCluster(static_cast<uint32_t>(r >> 32));
   conn_.armRouteTimer(route_->config->timeout);

@@ -217,5 +217,50 @@ TEST_F(UpgradeTest, H2cAndHttp10UpgradesAreNotRelayed) {
   }
 }
 
+// A route's `upgrades` lists what it relays: others go up as ordinary requests, without Upgrade.
+TEST_F(UpgradeTest, ARoutesUpgradesListLimitsWhatIsRelayed) {
+  ASSERT_TRUE(up_.start());
+  ASSERT_TRUE(remora_.start(R"(
+admin: { address: ${ADMIN} }
+workers: 1
+listeners:
+  - name: ingress
+    address: ${LISTEN}
+    routes:
+      - match: { prefix: /none }
+        cluster: main
+        upgrades: []
+      - match: { prefix: / }
+        cluster: main
+        upgrades: [websocket]
+clusters:
+  - name: main
+    endpoints: [ { address: ${UP} } ]
+)",
+                            {{"UP", up_.address()}}));
+  struct Case {
+    const char* path;
+    const char* offered;
+    int status;
+  };
+  for (const Case& c : {Case{"/chat", "websocket", 101}, Case{"/chat", "WebSocket/13", 101},
+                        Case{"/chat", "foo", 200}, Case{"/chat", "websocket, foo", 200},
+                        Case{"/none/chat", "websocket", 200}}) {
+    SCOPED_TRACE(std::string(c.path) + " " + c.offered);
+    HttpClient client = remora_.client();
+    ASSERT_TRUE(client.connect());
+    std::string req = "GET ";
+    req.append(c.path).append(" HTTP/1.1\r\nhost: a\r\nconnection: upgrade\r\nupgrade: ");
+    req.append(c.offered).append("\r\n\r\n");
+    ASSERT_TRUE(client.sendRaw(req));
+    Response r = client.readResponse();
+    ASSERT_TRUE(r.ok()) << r.error;
+    EXPECT_EQ(r.status, c.status);
+    if (c.status == 200) {
+      EXPECT_FALSE(nlohmann::json::parse(r.body)["headers"].contains("upgrade")) << r.body;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace remora::itest

@@ -422,6 +422,21 @@ TEST(RelayableUpgradeTest, NamedProtocolsButNotH2c) {
   EXPECT_TRUE(relayable({"h2cx"}));                 // another protocol
 }
 
+TEST(RelayableUpgradeTest, OffersOnlyWhatARouteAllows) {
+  const std::vector<std::string> websocket{"websocket"};
+  auto offers = [&](std::string_view upgrade) {
+    HeaderMap h;
+    h.add("upgrade", upgrade);
+    return upgradeOffersOnly(h, websocket);
+  };
+  EXPECT_TRUE(offers("websocket"));
+  EXPECT_TRUE(offers("WebSocket/13"));
+  EXPECT_TRUE(offers(" websocket , "));
+  EXPECT_FALSE(offers("foo"));
+  EXPECT_FALSE(offers("websocket, foo"));
+  EXPECT_TRUE(upgradeOffersOnly(HeaderMap{}, websocket));  // offers nothing: nothing refused
+}
+
 TEST(RequestHeadErrorTest, HostMustBeOneValidAuthority) {
   HeaderMap h;
   h.add("host", "orders:80");

@@ -240,6 +240,26 @@ bool isRelayableUpgrade(const HeaderMap& headers) {
   return named;
 }
 
+bool upgradeOffersOnly(const HeaderMap& headers, const std::vector<std::string>& allowed) {
+  for (const auto& [name, value] : headers) {
+    if (name != "upgrade") continue;
+    std::string_view v = value;
+    while (!v.empty()) {
+      size_t comma = v.find(',');
+      std::string_view protocol = trim(v.substr(0, comma));
+      protocol = protocol.substr(0, protocol.find('/'));
+      if (!protocol.empty() &&
+          std::none_of(allowed.begin(), allowed.end(),
+                       [&](const std::string& a) { return equalsIgnoreCase(a, protocol); })) {
+        return false;
+      }
+      if (comma == std::string_view::npos) break;
+      v.remove_prefix(comma + 1);
+    }
+  }
+  return true;
+}
+
 bool isValidAuthority(std::string_view authority) {
   return std::all_of(authority.begin(), authority.end(),
                      [](char c) { return kAuthorityChars[static_cast<unsigned char>(c)]; });

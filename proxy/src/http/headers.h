@@ -199,6 +199,9 @@ std::string_view absoluteFormToOriginForm(std::string_view method, std::string& 
 // HTTP/2 over cleartext is HTTP to the hop it is sent to, which speaks HTTP/1.1 upstream, so
 // that upgrade is not relayed (Envoy drops it too). WebSocket and any other protocol are.
 bool isRelayableUpgrade(const HeaderMap& headers);
+// True when every protocol the Upgrade lines offer (its name, before any "/version") is in
+// `allowed` (lower-case names): a route's `upgrades` list.
+bool upgradeOffersOnly(const HeaderMap& headers, const std::vector<std::string>& allowed);
 
 // True when `authority` is a syntactically valid uri-host [":" port] (RFC 9110 7.2, RFC 3986
 // 3.2.2): unreserved, sub-delims, pct-encoded, ':' and the brackets of an IP literal; no

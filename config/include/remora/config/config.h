@@ -191,6 +191,9 @@ struct Route {
   std::optional<RetryPolicy> retry;
   std::optional<RateLimit> rate_limit;
   std::optional<Fallback> fallback;
+  // Protocols an HTTP/1.1 Upgrade may switch to on this route (lower-case, e.g. "websocket").
+  // Unset: any but h2c. Empty: none (Upgrade is dropped and the request is an ordinary one).
+  std::optional<std::vector<std::string>> upgrades;
   SourceLoc loc;
 };
 
