@@ -331,6 +331,8 @@ void DownstreamConnection::startTunnel() {
   std::string early;
   early.swap(pipelined_);  // sent behind the request, before the 101 came
   if (!early.empty()) stream_->onTunnelData(early.data(), early.size());
+  // A client that half-closed after its request (legal) is done sending: the upstream hears so.
+  if (peer_closed_ && stream_ && !stream_->complete()) stream_->onTunnelClientEof();
   updateReading();
 }
 

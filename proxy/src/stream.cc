@@ -697,8 +697,9 @@ void ActiveStream::startTunnel(const http::HeaderBlock& headers) {
   // Sent with the upstream's first tunnel bytes of the same read, or at the end of that read.
   response_head_pending_ = true;
   response_gathered_ = 0;
-  spdlog::debug("request {}: {} switched protocols; tunnelling between {} and {}", request_id_,
-                endpoint_->key, conn_.peerAddress(), endpoint_->key);
+  spdlog::debug("request {}: upstream {} switched protocols; relaying bytes between it and {} "
+                "until either side closes",
+                request_id_, endpoint_->key, conn_.peerAddress());
   conn_.startTunnel();
 }
 

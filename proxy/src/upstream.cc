@@ -322,7 +322,8 @@ void UpstreamConnection::onData(const char* data, size_t len) {
     if (err == HPE_CB_HEADERS_COMPLETE && !statusInRange(parser_.status_code)) {
       reason = "status code " + std::to_string(parser_.status_code) + " outside 100-599";
     } else if (err == HPE_CB_HEADERS_COMPLETE && parser_.status_code == 101) {
-      reason = expect_upgrade_ ? "101 Switching Protocols without an Upgrade header"
+      reason = expect_upgrade_ ? "101 Switching Protocols without an Upgrade header (or "
+                                 "without connection: upgrade)"
                                : "101 Switching Protocols to a request that did not ask to "
                                  "upgrade";
     } else if (err == HPE_CB_HEADER_FIELD_COMPLETE) {
@@ -442,7 +443,8 @@ int UpstreamConnection::onHeadersComplete(llhttp_t* p) {
   }
   if (status == 101) {
     // Only an answer to a request that asked to upgrade, and only with the Upgrade header that
-    // says to what (RFC 9110 15.2.2): anything else cannot be relayed.
+    // says to what (RFC 9110 15.2.2) and connection: upgrade (llhttp's `upgrade` needs both):
+    // anything else cannot be relayed.
     if (!self->expect_upgrade_ || p->upgrade == 0) return -1;
     self->upgraded_ = true;
   }

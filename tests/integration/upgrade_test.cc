@@ -125,6 +125,23 @@ TEST_F(UpgradeTest, BytesSentBehindTheHandshakeReachTheUpstream) {
   EXPECT_EQ(client.readRaw(11), "early frame");
 }
 
+// A client may half-close right after its request (legal in HTTP/1.1): once the 101 comes, the
+// upstream hears the FIN, and its answer still reaches the client.
+TEST_F(UpgradeTest, AClientFinBeforeThe101ReachesTheUpstreamOnceTheTunnelStarts) {
+  start();
+  HttpClient client = remora_.client();
+  ASSERT_TRUE(client.connect());
+  std::string req(kUpgradeHead);
+  req.append("x-fake-delay-ms: 200\r\n\r\nlast words");
+  ASSERT_TRUE(client.sendRaw(req));
+  ASSERT_TRUE(client.shutdownWrite());
+  Response r = client.readResponse();
+  ASSERT_EQ(r.status, 101) << r.error;
+  bool closed = false;
+  EXPECT_EQ(client.readUntilClosed(closed), "last wordstunnel closed\n");
+  EXPECT_TRUE(closed);
+}
+
 TEST_F(UpgradeTest, TheTunnelOutlivesTheRouteTimeout) {
   start({{"ROUTE_TIMEOUT", "300ms"}});
   HttpClient client = remora_.client();
