@@ -327,7 +327,7 @@ void UpstreamConnection::onData(const char* data, size_t len) {
                                : "101 Switching Protocols to a request that did not ask to "
                                  "upgrade";
     } else if (err == HPE_CB_HEADER_FIELD_COMPLETE) {
-      reason = "a header name with a space in it (not a token)";
+      reason = "a header name that is empty or has a space in it (not a token)";
     }
     fail(UpstreamFailure::ProtocolError, "invalid HTTP response from upstream: " + reason);
     return;

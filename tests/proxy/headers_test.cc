@@ -280,6 +280,10 @@ TEST(HeaderBlockTest, SpaceBeforeTheColonIsDroppedASpaceInsideRefused) {
   HeaderBlock blank;
   blank.appendName(" ", 1);
   EXPECT_FALSE(blank.nameComplete());
+  HeaderBlock empty;  // ": v", which llhttp takes as a header line with no name
+  EXPECT_FALSE(empty.nameComplete());
+  HeaderBlock second = blockOf({{"a", "1"}});
+  EXPECT_FALSE(second.nameComplete());  // the same after a complete line
 }
 
 TEST(HeaderBlockTest, ClearKeepsTypicalMemoryAndFreesAnOutlier) {

@@ -145,6 +145,8 @@ bool HeaderBlock::nameComplete() {
   // is not a token character, tabs included): at the end ("Name : v") it is dropped, anywhere
   // else ("Na me: v") the name is not a token.
   const size_t start = lines_.empty() ? 0 : lines_.back().end;
+  // Empty: llhttp takes ": v" as a header line (after a status line ended by a bare CR, too).
+  if (buf_.size() == start) return false;
   if (std::memchr(buf_.data() + start, ' ', buf_.size() - start) != nullptr) {
     size_t end = buf_.size();
     while (end > start && buf_[end - 1] == ' ') --end;
