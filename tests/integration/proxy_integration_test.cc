@@ -86,6 +86,18 @@ class ProxyTest : public ::testing::Test {
     ASSERT_TRUE(remora_.start(kBasicConfig, vars));
   }
 
+  // `n` clients, each on a connection of its own, GET /x at the same time; their responses.
+  std::vector<Response> getAtOnce(int n, Duration timeout) {
+    std::vector<Response> responses(static_cast<size_t>(n));
+    std::vector<std::thread> threads;
+    for (int i = 0; i < n; ++i) {
+      threads.emplace_back(
+          [&, i] { responses[static_cast<size_t>(i)] = remora_.client(timeout).get("/x"); });
+    }
+    for (auto& t : threads) t.join();
+    return responses;
+  }
+
   UpstreamStats statsOf(const FakeUpstream& up) {
     auto s = up.stats();
     EXPECT_TRUE(s.has_value()) << "GET /__stats of " << up.name() << " failed";
@@ -380,12 +392,7 @@ TEST_F(ProxyTest, RequestsQueuedAtMaxConnectionsAllFailFastWhenNothingListens) {
   ASSERT_TRUE(
       remora_.start(kOneConnectionConfig, {{"UP", "127.0.0.1:" + std::to_string(freePort())}}));
   constexpr int kClients = 6;
-  std::vector<Response> responses(kClients);
-  std::vector<std::thread> threads;
-  for (int i = 0; i < kClients; ++i) {
-    threads.emplace_back([&, i] { responses[i] = remora_.client(Duration(10000)).get("/x"); });
-  }
-  for (auto& t : threads) t.join();
+  const std::vector<Response> responses = getAtOnce(kClients, Duration(10000));
   for (int i = 0; i < kClients; ++i) {
     SCOPED_TRACE(i);
     ASSERT_TRUE(responses[i].ok()) << responses[i].error;
@@ -450,12 +457,7 @@ clusters:
 )",
                             {{"UP", blackhole.address()}}));
   constexpr int kClients = 4;
-  std::vector<Response> responses(kClients);
-  std::vector<std::thread> threads;
-  for (int i = 0; i < kClients; ++i) {
-    threads.emplace_back([&, i] { responses[i] = remora_.client(Duration(15000)).get("/x"); });
-  }
-  for (auto& t : threads) t.join();
+  const std::vector<Response> responses = getAtOnce(kClients, Duration(15000));
   for (int i = 0; i < kClients; ++i) {
     SCOPED_TRACE(i);
     ASSERT_TRUE(responses[i].ok()) << responses[i].error;
@@ -499,12 +501,7 @@ clusters:
 )",
                             {{"HOLE", blackhole.address()}, {"UP", up_.address()}}));
   constexpr int kClients = 6;
-  std::vector<Response> responses(kClients);
-  std::vector<std::thread> threads;
-  for (int i = 0; i < kClients; ++i) {
-    threads.emplace_back([&, i] { responses[i] = remora_.client(Duration(15000)).get("/x"); });
-  }
-  for (auto& t : threads) t.join();
+  const std::vector<Response> responses = getAtOnce(kClients, Duration(15000));
   for (int i = 0; i < kClients; ++i) {
     SCOPED_TRACE(i);
     ASSERT_TRUE(responses[i].ok()) << responses[i].error;
