@@ -317,10 +317,11 @@ TEST_F(HardeningTest, OptionsAsteriskIsNotTreatedAsMalformed) {
 TEST_F(HardeningTest, RequestTargetOverTheLimitGets414) {
   start({{"MAX_HEADERS_KB", "4"}});
   HttpClient client = remora_.client();
-  Response ok = client.get("/" + std::string(3000, 'a'));
+  // Built whole, not "/" + string: GCC 12 warns falsely on that (-Wrestrict).
+  Response ok = client.get(std::string(3000, 'a').insert(0, 1, '/'));
   ASSERT_TRUE(ok.ok()) << ok.error;
   EXPECT_EQ(ok.status, 200);
-  Response big = client.get("/" + std::string(5000, 'a'));
+  Response big = client.get(std::string(5000, 'a').insert(0, 1, '/'));
   ASSERT_TRUE(big.ok()) << big.error;
   EXPECT_EQ(big.status, 414) << big.body;
   EXPECT_TRUE(client.waitServerClosed());

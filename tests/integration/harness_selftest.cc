@@ -117,7 +117,7 @@ TEST_P(FakeUpstreamBodyTest, ChunkedResponseBody) {
 
 INSTANTIATE_TEST_SUITE_P(Sizes, FakeUpstreamBodyTest,
                          ::testing::Values(size_t{0}, size_t{1024}, kTenMiB),
-                         [](const auto& info) { return "B" + std::to_string(info.param); });
+                         [](const auto& info) { return std::to_string(info.param) + "B"; });
 
 TEST_F(FakeUpstreamTest, ChunkedEchoResponse) {
   HttpClient client(up_.port());
