@@ -223,43 +223,42 @@ constexpr std::array<bool, 256> kAuthorityChars = alnumAnd("-._~!$&'()*+,;=%:[]"
 
 }  // namespace
 
-bool isRelayableUpgrade(const HeaderMap& headers) {
-  bool named = false;
-  for (const auto& [name, value] : headers) {
-    if (name != "upgrade") continue;
-    std::string_view v = value;
-    while (!v.empty()) {
-      size_t comma = v.find(',');
-      std::string_view protocol = trim(v.substr(0, comma));
-      if (!protocol.empty()) {
-        named = true;
-        if (equalsIgnoreCase(protocol.substr(0, protocol.find('/')), "h2c")) return false;
-      }
-      if (comma == std::string_view::npos) break;
-      v.remove_prefix(comma + 1);
-    }
-  }
-  return named;
-}
+namespace {
 
-bool upgradeOffersOnly(const HeaderMap& headers, const std::vector<std::string>& allowed) {
+// Calls `f(name)` for each protocol the Upgrade lines offer ("name[/version]", comma-separated,
+// over any number of lines), with the name only, until `f` returns false. False if it did.
+template <class F>
+bool forEachUpgradeProtocol(const HeaderMap& headers, F&& f) {
   for (const auto& [name, value] : headers) {
     if (name != "upgrade") continue;
     std::string_view v = value;
     while (!v.empty()) {
       size_t comma = v.find(',');
       std::string_view protocol = trim(v.substr(0, comma));
-      protocol = protocol.substr(0, protocol.find('/'));
-      if (!protocol.empty() &&
-          std::none_of(allowed.begin(), allowed.end(),
-                       [&](const std::string& a) { return equalsIgnoreCase(a, protocol); })) {
-        return false;
-      }
+      if (!protocol.empty() && !f(protocol.substr(0, protocol.find('/')))) return false;
       if (comma == std::string_view::npos) break;
       v.remove_prefix(comma + 1);
     }
   }
   return true;
+}
+
+}  // namespace
+
+bool isRelayableUpgrade(const HeaderMap& headers) {
+  bool named = false;
+  const bool no_h2c = forEachUpgradeProtocol(headers, [&](std::string_view protocol) {
+    named = true;
+    return !equalsIgnoreCase(protocol, "h2c");
+  });
+  return named && no_h2c;
+}
+
+bool upgradeOffersOnly(const HeaderMap& headers, const std::vector<std::string>& allowed) {
+  return forEachUpgradeProtocol(headers, [&](std::string_view protocol) {
+    return std::any_of(allowed.begin(), allowed.end(),
+                       [&](const std::string& a) { return equalsIgnoreCase(a, protocol); });
+  });
 }
 
 bool isValidAuthority(std::string_view authority) {
