@@ -327,7 +327,7 @@ void DownstreamConnection::processInput(const char* data, size_t len) {
 void DownstreamConnection::startTunnel() {
   tunnel_ = true;
   setTimer(TimerMode::None, {});  // the route timeout ends with the 101; idle_timeout goes on
-  last_client_io_ms_ = uv_now(worker_.loop());
+  noteTunnelActivity();
   std::string early;
   early.swap(pipelined_);  // sent behind the request, before the 101 came
   if (!early.empty()) stream_->onTunnelData(early.data(), early.size());

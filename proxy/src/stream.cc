@@ -627,14 +627,13 @@ void ActiveStream::onResponseHeaders(int status, const http::HeaderBlock& header
   endAttempt(status < 500);
   response_started_ = true;
   response_status_ = status;
-  if (status == 101) {
-    startTunnel(headers);
-    return;
-  }
+  // UpstreamConnection passes a 101 on only to a request that asked to upgrade: the connection
+  // becomes a tunnel once this head is relayed (startTunnel).
+  const bool tunnel = status == 101;
   std::string cl_value;
   if (has_content_length) cl_value = std::to_string(content_length);
 
-  bool no_body = head_.method == "HEAD" || status == 204 || status == 304;
+  bool no_body = tunnel || head_.method == "HEAD" || status == 204 || status == 304;
   bool client_11 = head_.http_minor >= 1;
   if (no_body) {
     framing_ = Framing::None;
@@ -649,7 +648,8 @@ void ActiveStream::onResponseHeaders(int status, const http::HeaderBlock& header
   // A request whose body is still arriving ends the connection once the response is out (its
   // end cannot be told from the next request's start): say so, or a client that reads this
   // response first would put the connection back in its pool and lose its next request on it.
-  close_after_response_ = framing_ == Framing::Close || !head_.keep_alive || !request_complete_;
+  close_after_response_ =
+      tunnel || framing_ == Framing::Close || !head_.keep_alive || !request_complete_;
 
   std::string& out = response_head_;
   out = conn_.worker().takeBuffer();
@@ -660,12 +660,21 @@ void ActiveStream::onResponseHeaders(int status, const http::HeaderBlock& header
   // Hop-by-hop headers are this hop's; ours replaces an inner proxy's x-remora-attempts (a Remora
   // sidecar upstream): one, this hop's.
   headers.appendForwarded(out, "x-remora-attempts");
-  if (has_content_length && (framing_ == Framing::ContentLength || no_body) && status != 204) {
+  if (has_content_length && (framing_ == Framing::ContentLength || no_body) && status != 204 &&
+      !tunnel) {
     out.append("content-length: "sv).append(cl_value).append("\r\n"sv);
   } else if (framing_ == Framing::Chunked) {
     out.append("transfer-encoding: chunked\r\n"sv);
   }
-  if (close_after_response_) {
+  if (tunnel) {
+    // Hop-by-hop, but what the switch is: passed on as the upstream said it.
+    out.append("connection: upgrade\r\n"sv);
+    for (size_t i = 0; i < headers.size(); ++i) {
+      if (headers.name(i) == "upgrade") {
+        out.append("upgrade: "sv).append(headers.value(i)).append("\r\n"sv);
+      }
+    }
+  } else if (close_after_response_) {
     out.append("connection: close\r\n"sv);
   } else if (!client_11) {
     out.append("connection: keep-alive\r\n"sv);
@@ -676,27 +685,13 @@ void ActiveStream::onResponseHeaders(int status, const http::HeaderBlock& header
   out.append("x-remora-attempts: "sv).append(std::to_string(attempts_)).append("\r\n\r\n"sv);
   response_head_pending_ = true;  // sent by writeDownstream, onUpstreamReadComplete or the end
   response_gathered_ = 0;
+  if (tunnel) startTunnel();
 }
 
-void ActiveStream::startTunnel(const http::HeaderBlock& headers) {
+void ActiveStream::startTunnel() {
   tunnel_ = true;  // the destructor gives back its place in the gauge
   listener_.stats->downstream_upgrades.inc();
   listener_.stats->downstream_upgrades_active.add(1);
-  close_after_response_ = true;  // the connection ends with the tunnel
-  std::string& out = response_head_;
-  out = conn_.worker().takeBuffer();
-  out.append("HTTP/1.1 101 Switching Protocols\r\n"sv);
-  headers.appendForwarded(out, "x-remora-attempts");
-  out.append("connection: upgrade\r\n"sv);
-  for (size_t i = 0; i < headers.size(); ++i) {
-    if (headers.name(i) == "upgrade") {
-      out.append("upgrade: "sv).append(headers.value(i)).append("\r\n"sv);
-    }
-  }
-  out.append("x-remora-attempts: "sv).append(std::to_string(attempts_)).append("\r\n\r\n"sv);
-  // Sent with the upstream's first tunnel bytes of the same read, or at the end of that read.
-  response_head_pending_ = true;
-  response_gathered_ = 0;
   spdlog::debug("request {}: upstream {} switched protocols; relaying bytes between it and {} "
                 "until either side closes",
                 request_id_, endpoint_->key, conn_.peerAddress());
@@ -720,9 +715,7 @@ void ActiveStream::onUpgradeData(const char* data, size_t len) {
   conn_.noteTunnelActivity();
   uv_buf_t b = uv_buf_init(const_cast<char*>(data), static_cast<unsigned>(len));
   writeDownstream(&b, 1);
-  if (upstream_ != nullptr && conn_.pendingWriteBytes() > kHighWatermark) {
-    upstream_->readDisable(true);
-  }
+  pauseUpstreamIfClientBehind();
 }
 
 void ActiveStream::onUpgradeEnd() {
@@ -766,8 +759,12 @@ void ActiveStream::onResponseBody(const char* data, size_t len) {
     uv_buf_t b = uv_buf_init(const_cast<char*>(data), static_cast<unsigned>(len));
     writeDownstream(&b, 1);
   }
+  pauseUpstreamIfClientBehind();
+}
+
+void ActiveStream::pauseUpstreamIfClientBehind() {
   if (upstream_ != nullptr && conn_.pendingWriteBytes() > kHighWatermark) {
-    upstream_->readDisable(true);
+    upstream_->readDisable(true);  // onDownstreamWritable resumes it
   }
 }
 

@@ -112,8 +112,9 @@ class ActiveStream : public UpstreamClient,
   // The try's per_try_timeout expired (per_try_timeout_'s callback).
   void onPerTryTimeout();
   void buildUpstreamHead();
-  // A 101 to the request's upgrade: relays it and turns the connection into a tunnel.
-  void startTunnel(const http::HeaderBlock& headers);
+  // The 101 to the request's upgrade is relayed (onResponseHeaders): the connection becomes a
+  // tunnel.
+  void startTunnel();
   void sendBody();
   void sendBodyEnd();
   void writeUpstream(const uv_buf_t* bufs, unsigned n);
@@ -124,6 +125,8 @@ class ActiveStream : public UpstreamClient,
   bool abandonUpstreamForLocalAnswer();
   // Writes response bytes to the client, after the response head if it is still held back.
   void writeDownstream(const uv_buf_t* bufs, unsigned n);
+  // Flow control towards the client: stop reading the upstream while the client lags behind.
+  void pauseUpstreamIfClientBehind();
   void flushResponseHead();
   void sendResponse(int status, std::string_view body, const http::HeaderMap* extra_headers,
                     bool close_connection);
