@@ -288,8 +288,7 @@ void UpstreamConnection::onData(const char* data, size_t len) {
     return;
   }
   if (upgraded_) {
-    if (client_ != nullptr) client_->onUpgradeData(data, len);
-    if (client_ != nullptr) client_->onUpstreamReadComplete();
+    relayUpgraded(data, len);
     return;
   }
   if (response_complete_) {
@@ -302,10 +301,8 @@ void UpstreamConnection::onData(const char* data, size_t len) {
   if (upgraded_ && err == HPE_PAUSED) {
     // The 101's head ended the HTTP part; what follows in this read is the new protocol's.
     const char* pos = llhttp_get_error_pos(&parser_);
-    if (pos != nullptr && pos < data + len && client_ != nullptr) {
-      client_->onUpgradeData(pos, static_cast<size_t>(data + len - pos));
-    }
-    if (client_ != nullptr) client_->onUpstreamReadComplete();
+    if (pos == nullptr) pos = data + len;
+    relayUpgraded(pos, static_cast<size_t>(data + len - pos));
     return;
   }
   if (err == HPE_PAUSED && response_complete_) {
@@ -332,6 +329,11 @@ void UpstreamConnection::onData(const char* data, size_t len) {
     fail(UpstreamFailure::ProtocolError, "invalid HTTP response from upstream: " + reason);
     return;
   }
+  if (client_ != nullptr) client_->onUpstreamReadComplete();
+}
+
+void UpstreamConnection::relayUpgraded(const char* data, size_t len) {
+  if (len > 0 && client_ != nullptr) client_->onUpgradeData(data, len);
   if (client_ != nullptr) client_->onUpstreamReadComplete();
 }
 

@@ -110,6 +110,8 @@ class UpstreamConnection : public WriteCallbacks {
   void close();
   void fail(UpstreamFailure reason, const std::string& detail);
   void onData(const char* data, size_t len);
+  // Bytes of an upgraded connection (after the 101) to the client, then the end of the read.
+  void relayUpgraded(const char* data, size_t len);
   void onTlsData(const char* data, size_t len);
   void onConnected();
   void failTls(const std::string& detail);
