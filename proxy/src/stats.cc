@@ -121,47 +121,41 @@ std::string StatsStore::renderPrometheus() const {
              label("listener", name) + "," + label("code", std::to_string(code)), v);
     });
   }
-  header(out, "remora_downstream_connections_total", "counter", "Connections accepted.");
-  for (const auto& [name, s] : listeners_) {
-    sample(out, "remora_downstream_connections_total", label("listener", name),
-           s->downstream_connections.value());
-  }
-  header(out, "remora_downstream_connections_active", "gauge", "Open downstream connections.");
-  for (const auto& [name, s] : listeners_) {
-    sample(out, "remora_downstream_connections_active", label("listener", name),
-           s->downstream_connections_active.value());
-  }
-  header(out, "remora_downstream_connections_rejected_total", "counter",
-         "Connections closed as soon as accepted because the listener was at max_connections.");
-  for (const auto& [name, s] : listeners_) {
-    sample(out, "remora_downstream_connections_rejected_total", label("listener", name),
-           s->downstream_connections_rejected.value());
-  }
-
-  header(out, "remora_downstream_upgrades_total", "counter",
-         "Connections upgraded to another protocol (WebSocket...): the upstream's 101 relayed.");
-  for (const auto& [name, s] : listeners_) {
-    sample(out, "remora_downstream_upgrades_total", label("listener", name),
-           s->downstream_upgrades.value());
-  }
-  header(out, "remora_downstream_upgrades_active", "gauge",
-         "Upgraded connections (tunnels) open now.");
-  for (const auto& [name, s] : listeners_) {
-    sample(out, "remora_downstream_upgrades_active", label("listener", name),
-           s->downstream_upgrades_active.value());
-  }
-
-  header(out, "remora_downstream_tls_handshakes_total", "counter",
-         "TLS handshakes completed on the listener.");
-  for (const auto& [name, s] : listeners_) {
-    sample(out, "remora_downstream_tls_handshakes_total", label("listener", name),
-           s->tls_handshakes.value());
-  }
-  header(out, "remora_downstream_tls_handshake_errors_total", "counter",
-         "TLS handshakes that failed (no or bad client certificate, protocol or cipher mismatch).");
-  for (const auto& [name, s] : listeners_) {
-    sample(out, "remora_downstream_tls_handshake_errors_total", label("listener", name),
-           s->tls_handshake_errors.value());
+  struct ListenerMetric {
+    const char* name;
+    const char* type;
+    const char* help;
+    int64_t (*value)(const ListenerStats&);
+  };
+  static const ListenerMetric kListenerMetrics[] = {
+      {"remora_downstream_connections_total", "counter", "Connections accepted.",
+       [](const ListenerStats& s) {
+         return static_cast<int64_t>(s.downstream_connections.value());
+       }},
+      {"remora_downstream_connections_active", "gauge", "Open downstream connections.",
+       [](const ListenerStats& s) { return s.downstream_connections_active.value(); }},
+      {"remora_downstream_connections_rejected_total", "counter",
+       "Connections closed as soon as accepted because the listener was at max_connections.",
+       [](const ListenerStats& s) {
+         return static_cast<int64_t>(s.downstream_connections_rejected.value());
+       }},
+      {"remora_downstream_upgrades_total", "counter",
+       "Connections upgraded to another protocol (WebSocket...): the upstream's 101 relayed.",
+       [](const ListenerStats& s) { return static_cast<int64_t>(s.downstream_upgrades.value()); }},
+      {"remora_downstream_upgrades_active", "gauge", "Upgraded connections (tunnels) open now.",
+       [](const ListenerStats& s) { return s.downstream_upgrades_active.value(); }},
+      {"remora_downstream_tls_handshakes_total", "counter",
+       "TLS handshakes completed on the listener.",
+       [](const ListenerStats& s) { return static_cast<int64_t>(s.tls_handshakes.value()); }},
+      {"remora_downstream_tls_handshake_errors_total", "counter",
+       "TLS handshakes that failed (no or bad client certificate, protocol or cipher mismatch).",
+       [](const ListenerStats& s) { return static_cast<int64_t>(s.tls_handshake_errors.value()); }},
+  };
+  for (const auto& m : kListenerMetrics) {
+    header(out, m.name, m.type, m.help);
+    for (const auto& [name, s] : listeners_) {
+      sample(out, m.name, label("listener", name), m.value(*s));
+    }
   }
 
   header(out, "remora_upstream_requests_total", "counter",
