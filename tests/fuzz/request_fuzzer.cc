@@ -185,26 +185,11 @@ class ClientChecker {
     if (status < 100 || status > 599) {
       fail("status " + std::to_string(status) + " sent to the client (outside 100-599)");
     }
-    if (status == 101) {
-      // A relayed upgrade: the one response that says connection: upgrade and keeps Upgrade.
-      int upgrade = 0, connection = 0;
-      for (auto& [name, value] : headers_) {
-        std::string lower = name;
-        for (char& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-        if (lower == "upgrade") ++upgrade;
-        if (lower == "connection") {
-          ++connection;
-          if (value != "upgrade") fail("a 101 sent to the client says connection: " + value);
-        }
-        if (lower == "content-length" || lower == "transfer-encoding") {
-          fail("a 101 sent to the client has framing header " + lower);
-        }
-      }
-      if (upgrade == 0 || connection != 1) fail("a 101 sent to the client without its upgrade");
-      return;
-    }
-    if (status < 200) return;  // the proxy's own 100 Continue
-    int content_length = 0, transfer_encoding = 0, connection = 0, attempts = 0;
+    if (status < 200 && status != 101) return;  // the proxy's own 100 Continue
+    // A relayed upgrade (101) is the one response that says connection: upgrade and keeps
+    // Upgrade, and it has no framing: the tunnel's bytes follow.
+    const bool switching = status == 101;
+    int content_length = 0, transfer_encoding = 0, connection = 0, attempts = 0, upgrade = 0;
     for (auto& [name, value] : headers_) {
       if (name.empty() || !std::all_of(name.begin(), name.end(), isTokenChar)) {
         fail("response header name sent to the client is not a token: \"" + name + "\"");
@@ -217,15 +202,23 @@ class ClientChecker {
       }
       if (name == "connection") {
         ++connection;
-        if (value != "close" && value != "keep-alive") {
-          fail("connection header sent to the client is \"" + value + "\", not the proxy's own");
+        if (switching ? value != "upgrade" : value != "close" && value != "keep-alive") {
+          fail("connection header sent to the client with a " + std::to_string(status) +
+               " is \"" + value + "\", not the proxy's own");
         }
       }
       if (name == "x-remora-attempts") ++attempts;
+      if (name == "upgrade") ++upgrade;
       for (const char* hop : {"keep-alive", "proxy-connection", "te", "trailer", "upgrade",
                               "proxy-authenticate", "proxy-authorization"}) {
-        if (name == hop) fail("hop-by-hop header \"" + name + "\" reached the client");
+        if (name == hop && !(switching && name == "upgrade")) {
+          fail("hop-by-hop header \"" + name + "\" reached the client");
+        }
       }
+    }
+    if (switching && (upgrade == 0 || connection != 1 || content_length || transfer_encoding)) {
+      fail("a 101 sent to the client without its upgrade and connection: upgrade, or with "
+           "framing headers");
     }
     if (content_length > 1 || transfer_encoding > 1 || (content_length && transfer_encoding) ||
         connection > 1 || attempts > 1) {
