@@ -83,6 +83,16 @@ class TlsIntegrationTest : public ::testing::Test {
     ASSERT_TRUE(up_.start());
   }
 
+  // Starts the outbound sidecar: the web service's, to the inbound one over mTLS with `sni`.
+  ::testing::AssertionResult startOutbound(const std::string& sni) {
+    return outbound_.start(kOutbound,
+                           {{"PEER", "127.0.0.1:" + std::to_string(inbound_.listenPort())},
+                            {"CA", ca_file_},
+                            {"CERT", web_.cert_file},
+                            {"KEY", web_.key_file},
+                            {"SNI", sni}});
+  }
+
   // Starts the inbound sidecar; `mtls` adds client_ca_file and a client_identity route.
   ::testing::AssertionResult startInbound(bool mtls, std::string idle = "60s") {
     Vars vars{{"UP", up_.address()},
@@ -223,12 +233,7 @@ TEST_F(TlsIntegrationTest, TwoSidecarsTalkMutualTlsOverPooledResumedConnections)
   // The inbound sidecar closes idle connections after 300 ms, so the outbound one must reconnect
   // and can then resume its TLS session.
   ASSERT_TRUE(startInbound(true, "300ms"));
-  Vars out{{"PEER", "127.0.0.1:" + std::to_string(inbound_.listenPort())},
-           {"CA", ca_file_},
-           {"CERT", web_.cert_file},
-           {"KEY", web_.key_file},
-           {"SNI", "orders.internal"}};
-  ASSERT_TRUE(outbound_.start(kOutbound, out));
+  ASSERT_TRUE(startOutbound("orders.internal"));
   HttpClient app(outbound_.listenPort());
   for (int i = 0; i < 20; ++i) {
     Response r = app.get("/orders/" + std::to_string(i));
@@ -269,12 +274,7 @@ TEST_F(TlsIntegrationTest, TwoSidecarsTalkMutualTlsOverPooledResumedConnections)
 // and FIN, and the upstream's last words and close come back.
 TEST_F(TlsIntegrationTest, AWebSocketCrossesTwoSidecarsOverMutualTls) {
   ASSERT_TRUE(startInbound(true));
-  Vars out{{"PEER", "127.0.0.1:" + std::to_string(inbound_.listenPort())},
-           {"CA", ca_file_},
-           {"CERT", web_.cert_file},
-           {"KEY", web_.key_file},
-           {"SNI", "orders.internal"}};
-  ASSERT_TRUE(outbound_.start(kOutbound, out));
+  ASSERT_TRUE(startOutbound("orders.internal"));
   HttpClient app(outbound_.listenPort());
   ASSERT_TRUE(app.connect());
   ASSERT_TRUE(app.sendRaw("GET /orders/ws HTTP/1.1\r\nhost: orders\r\nconnection: upgrade\r\n"
@@ -295,12 +295,7 @@ TEST_F(TlsIntegrationTest, AWebSocketCrossesTwoSidecarsOverMutualTls) {
 
 TEST_F(TlsIntegrationTest, UpstreamCertificateNotMatchingTheSniIsRefused) {
   ASSERT_TRUE(startInbound(true));
-  Vars out{{"PEER", "127.0.0.1:" + std::to_string(inbound_.listenPort())},
-           {"CA", ca_file_},
-           {"CERT", web_.cert_file},
-           {"KEY", web_.key_file},
-           {"SNI", "payments.internal"}};
-  ASSERT_TRUE(outbound_.start(kOutbound, out));
+  ASSERT_TRUE(startOutbound("payments.internal"));
   HttpClient app(outbound_.listenPort());
   Response r = app.get("/");
   ASSERT_TRUE(r.ok()) << r.error;
