@@ -228,13 +228,18 @@ void DownstreamConnection::onPeerEof() {
     updateReading();
     return;
   }
+  finishAfterPeerClosed();
+}
+
+void DownstreamConnection::finishAfterPeerClosed() {
+  // A half-close after whole requests is legal: each is answered in order, the ones pipelined
+  // behind the first included (onStreamComplete and processPipelined come back here), then the
+  // connection closes. A request left unfinished means the client gave up on it.
+  if (parser_paused_) {
+    updateReading();
+    return;
+  }
   if (stream_ && !stream_->complete()) {
-    // A half-close after a full request is legal: answer, then close. Before the request is
-    // complete it means the client gave up.
-    if (parser_paused_) {
-      updateReading();
-      return;
-    }
     stream_->onDownstreamReset("client closed the connection before the request ended");
   }
   close();
@@ -299,6 +304,7 @@ void DownstreamConnection::processInput(const char* data, size_t len) {
     }
   }
   input_begin_ = data;
+  input_len_ = len;
   parsing_input_ = true;
   llhttp_errno_t err = llhttp_execute(&parser_, data, len);
   parsing_input_ = false;
@@ -340,21 +346,34 @@ void DownstreamConnection::processPipelined() {
   if (closing_ || stream_ || !parser_paused_) return;
   parser_paused_ = false;
   llhttp_resume(&parser_);
-  if (pipelined_.empty()) {
-    updateReading();
+  if (!pipelined_.empty()) {
+    // Parse from a copy: processing may append to pipelined_ again.
+    std::string input;
+    input.swap(pipelined_);
+    processInput(input.data(), input.size());
+  }
+  if (closing_) return;
+  if (peer_closed_) {
+    finishAfterPeerClosed();
     return;
   }
-  // Parse from a copy: processing may append to pipelined_ again.
-  std::string input;
-  input.swap(pipelined_);
-  processInput(input.data(), input.size());
-  if (!closing_) updateReading();
+  updateReading();
 }
 
 void DownstreamConnection::onParseError(llhttp_errno_t err) {
   if (err == kErrHeadRefused && refused_status_ != 0) {
     localReplyAndClose(refused_status_, refused_reason_);
     return;
+  }
+  if (err == HPE_INVALID_METHOD && !stream_) {
+    // llhttp knows a fixed list of methods; a well-formed one outside it is not malformed.
+    const char* pos = llhttp_get_error_pos(&parser_);
+    std::string_view input(input_begin_, input_len_);
+    if (pos != nullptr && pos >= input_begin_ && http::isUnknownMethod(input, pos - input_begin_)) {
+      localReplyAndClose(501, "request method not implemented by this proxy (it relays the "
+                              "methods of RFC 9110, WebDAV and PATCH)");
+      return;
+    }
   }
   const char* reason = llhttp_get_error_reason(&parser_);
   std::string why = std::string("malformed HTTP request: ") + (reason ? reason : llhttp_errno_name(err));
@@ -485,15 +504,14 @@ void DownstreamConnection::onStreamComplete(bool close_connection) {
   worker_.deferredDelete(std::move(stream_));
   // stream_idle_timer_ stays armed: firing without a stream in flight does nothing, and the next
   // request finds it armed (armStreamIdleTimer), which saves two timer heap operations each.
-  if (close_connection || draining_ || peer_closed_ || !keep_alive_) {
-    closing_ = true;
-    close_after_flush_ = true;
-    if (writer_.pendingBytes() == 0) closeAfterFlush();
-    return;
-  }
+  // A client that half-closed behind pipelined requests still gets their answers: the rest of
+  // the input being parsed (a local reply completes its stream from inside the parser), or bytes
+  // held while the stream ran.
+  const bool nothing_left =
+      peer_closed_ && !parsing_input_ && (!parser_paused_ || pipelined_.empty());
   const ListenerInfo* l = currentListener();
-  if (l == nullptr) {
-    // The listener was removed by a reload: finish this connection.
+  if (close_connection || draining_ || nothing_left || !keep_alive_ || l == nullptr) {
+    // (No listener: it was removed by a reload.)
     closing_ = true;
     close_after_flush_ = true;
     if (writer_.pendingBytes() == 0) closeAfterFlush();

@@ -71,6 +71,7 @@ class DownstreamConnection : public WriteCallbacks {
   void onTlsInput(const char* data, size_t len);
   void onTlsEstablished();
   void onPeerEof();
+  void finishAfterPeerClosed();
   void processPipelined();
   void onParseError(llhttp_errno_t err);
   void localReplyAndClose(int status, std::string_view reason);
@@ -125,9 +126,10 @@ class DownstreamConnection : public WriteCallbacks {
   size_t max_header_bytes_ = 60 * 1024;
   int refused_status_ = 0;  // 400, 414 or 431 once refuseHead() was called, for onParseError()
   const char* refused_reason_ = nullptr;
-  // obs-fold detection: the buffer llhttp is parsing, and the last byte other than SP/HT before
-  // it and up to the end of it.
+  // The buffer llhttp is parsing (obs-fold detection, an unknown method's 501), and the last
+  // byte other than SP/HT before it and up to the end of it.
   const char* input_begin_ = nullptr;
+  size_t input_len_ = 0;
   char non_ws_before_input_ = 0;
   char non_ws_tail_ = 0;
   bool in_message_ = false;

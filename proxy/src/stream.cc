@@ -649,7 +649,7 @@ void ActiveStream::onResponseHeaders(int status, const http::HeaderBlock& header
   // end cannot be told from the next request's start): say so, or a client that reads this
   // response first would put the connection back in its pool and lose its next request on it.
   close_after_response_ =
-      tunnel || framing_ == Framing::Close || !head_.keep_alive || !request_complete_;
+      tunnel || framing_ == Framing::Close || !head_.keep_alive || !requestEnded();
 
   std::string& out = response_head_;
   out = conn_.worker().takeBuffer();
@@ -901,7 +901,7 @@ void ActiveStream::sendResponse(int status, std::string_view body,
                                 const http::HeaderMap* extra_headers, bool close_connection) {
   response_status_ = status;
   response_started_ = true;
-  bool close_after = close_connection || !request_complete_ || !head_.keep_alive;
+  bool close_after = close_connection || !requestEnded() || !head_.keep_alive;
   std::string out;
   out.reserve(192 + body.size());
   out.append("HTTP/1.1 ").append(std::to_string(status)).append(" ");
@@ -951,7 +951,7 @@ void ActiveStream::finish(bool close_connection) {
     e.error = local_reason_;
     log->log(e);
   }
-  conn_.onStreamComplete(close_connection || !request_complete_ || close_after_response_);
+  conn_.onStreamComplete(close_connection || !requestEnded() || close_after_response_);
 }
 
 }  // namespace remora

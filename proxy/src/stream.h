@@ -188,7 +188,11 @@ class ActiveStream : public UpstreamClient,
   uint64_t body_received_ = 0;
   uint64_t replay_limit_ = 64 * 1024;
   bool body_replayable_ = true;   // body_ still holds every chunk received
-  bool request_complete_ = false;
+  bool request_complete_ = false;  // llhttp's on_message_complete came
+  // The client has sent the whole request, so the connection can carry the next one. A request
+  // without a body (RFC 9112 6.3) has once its head is parsed: llhttp reports its end only after
+  // the head's callback, from which local replies (404, 429, 503) are sent.
+  bool requestEnded() const { return request_complete_ || !head_.hasBody(); }
 
   bool response_started_ = false;
   bool tunnel_ = false;  // startTunnel() ran: bytes are relayed as they are, both ways

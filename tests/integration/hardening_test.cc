@@ -213,6 +213,12 @@ std::vector<BadRequest> badRequests() {
       {"fragment", "GET /a#frag HTTP/1.1\r\n" + h + "\r\n", 400},
       {"space in target", "GET /a b HTTP/1.1\r\n" + h + "\r\n", 400},
       {"control byte in target", "GET /a\x01" "b HTTP/1.1\r\n" + h + "\r\n", 400},
+      // Methods: one llhttp does not know is well-formed, and not implemented (RFC 9110 9.1);
+      // bytes that are no method at all are malformed.
+      {"unknown method", "FOO / HTTP/1.1\r\n" + h + "\r\n", 501},
+      {"lower-case method", "get / HTTP/1.1\r\n" + h + "\r\n", 501},
+      {"control byte in method", "G\x01T / HTTP/1.1\r\n" + h + "\r\n", 400},
+      {"TLS handshake on a plain port", std::string("\x16\x03\x01\x00\x05hello", 10), 400},
   };
 }
 

@@ -89,6 +89,64 @@ TEST_F(ProxyEdgeTest, HalfClosedClientStillGetsItsResponse) {
   EXPECT_TRUE(client.waitServerClosed());
 }
 
+// A client may pipeline requests and half-close at once (it has nothing more to send): each
+// whole request still gets its answer, in order, a local one (the 404) included; the bytes of an
+// unfinished one behind them are dropped, and the connection closes.
+TEST_F(ProxyEdgeTest, HalfClosedClientGetsAnAnswerToEveryPipelinedRequest) {
+  start();
+  HttpClient client = remora_.client();
+  const std::string slow = "GET /slow HTTP/1.1\r\nhost: x\r\nx-fake-delay-ms: 50\r\n\r\n";
+  const std::string local = "OPTIONS * HTTP/1.1\r\nhost: x\r\n\r\n";  // no route: 404
+  const std::string fast = "GET /fast HTTP/1.1\r\nhost: x\r\n\r\n";
+  ASSERT_TRUE(client.sendRaw(slow + local + fast + local + slow + "GET /unfinished HTTP/1.1\r\nho"));
+  ASSERT_TRUE(client.shutdownWrite());
+  const std::vector<std::pair<int, std::string>> expected = {
+      {200, "/slow"}, {404, ""}, {200, "/fast"}, {404, ""}, {200, "/slow"}};
+  for (size_t i = 0; i < expected.size(); ++i) {
+    SCOPED_TRACE(i);
+    Response r = client.readResponse();
+    ASSERT_TRUE(r.ok()) << r.error;
+    ASSERT_EQ(r.status, expected[i].first) << r.body;
+    if (r.status == 200) {
+      auto echo = nlohmann::json::parse(r.body, nullptr, false);
+      ASSERT_FALSE(echo.is_discarded()) << r.body;
+      EXPECT_EQ(echo.value("path", ""), expected[i].second);
+    }
+  }
+  bool closed = false;
+  EXPECT_EQ(client.readUntilClosed(closed), "") << "an answer to the unfinished request";
+  EXPECT_TRUE(closed);
+  auto stats = up_.stats();
+  ASSERT_TRUE(stats.has_value());
+  EXPECT_EQ(stats->requests, 3u);
+}
+
+// A local reply (here a 404) to a request without a body leaves the connection open for the next
+// request, as Envoy's do: a client refused by a rate limit or an open breaker does not have to
+// reconnect for every request. One sent before a request's body has arrived ends the connection
+// (where that body ends is not known to anyone reading it next).
+TEST_F(ProxyEdgeTest, LocalRepliesKeepTheConnectionUnlessABodyIsUnread) {
+  start();
+  HttpClient client = remora_.client();
+  ASSERT_TRUE(client.sendRaw("OPTIONS * HTTP/1.1\r\nhost: x\r\n\r\n"));
+  Response refused = client.readResponse();
+  ASSERT_TRUE(refused.ok()) << refused.error;
+  EXPECT_EQ(refused.status, 404);
+  EXPECT_TRUE(refused.keep_alive) << "connection: " << refused.header("connection");
+  Response next = client.get("/after");
+  ASSERT_TRUE(next.ok()) << next.error;
+  EXPECT_EQ(next.status, 200);
+  EXPECT_EQ(client.connectionsOpened(), 1);
+
+  HttpClient with_body = remora_.client();
+  ASSERT_TRUE(with_body.sendRaw("OPTIONS * HTTP/1.1\r\nhost: x\r\ncontent-length: 5000\r\n\r\n"));
+  Response r = with_body.readResponse();
+  ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_EQ(r.status, 404);
+  EXPECT_FALSE(r.keep_alive);
+  EXPECT_TRUE(with_body.waitServerClosed());
+}
+
 TEST_F(ProxyEdgeTest, UnsupportedTransferCodingGets501) {
   start();
   HttpClient client = remora_.client();

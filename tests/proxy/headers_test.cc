@@ -455,5 +455,28 @@ TEST(RequestHeadErrorTest, HostMustBeOneValidAuthority) {
   EXPECT_EQ(requestHeadError("GET", "/", 1, empty), "");
 }
 
+TEST(UnknownMethodTest, AWellFormedMethodLlhttpDoesNotKnowIsNotMalformed) {
+  // llhttp stops at the first byte its method table has no branch for.
+  EXPECT_TRUE(isUnknownMethod("FOO / HTTP/1.1\r\n", 1));
+  EXPECT_TRUE(isUnknownMethod("get / HTTP/1.1\r\n", 0));  // methods are case-sensitive
+  EXPECT_TRUE(isUnknownMethod("BREW-COFFEE /pot HTTP/1.1\r\n", 2));
+  // Behind a pipelined request in the same buffer.
+  const std::string_view pipelined = "GET / HTTP/1.1\r\nhost: x\r\n\r\nFOO / HTTP/1.1\r\n";
+  EXPECT_TRUE(isUnknownMethod(pipelined, pipelined.find("FOO") + 1));
+}
+
+TEST(UnknownMethodTest, BytesThatAreNoRequestLineStayMalformed) {
+  EXPECT_FALSE(isUnknownMethod(std::string_view("\x16\x03\x01\x02", 4), 0));  // TLS hello
+  EXPECT_FALSE(isUnknownMethod("G\x01T / HTTP/1.1\r\n", 1));   // a control byte
+  EXPECT_FALSE(isUnknownMethod("GE(T / HTTP/1.1\r\n", 2));      // not a token character
+  EXPECT_FALSE(isUnknownMethod("FOO\t/ HTTP/1.1\r\n", 1));      // not followed by a space
+  EXPECT_FALSE(isUnknownMethod("FOOBAR", 1));                     // cut off: not seen whole
+  EXPECT_FALSE(isUnknownMethod("FOO / HTT", 1));                  // cut off before the version
+  EXPECT_FALSE(isUnknownMethod("this is not http\r\n", 1));       // no request line
+  EXPECT_FALSE(isUnknownMethod("FOO  HTTP/1.1\r\n", 1));          // no target
+  EXPECT_FALSE(isUnknownMethod("x FOO / HTTP/1.1", 3));            // not at a line's start
+  EXPECT_FALSE(isUnknownMethod("FOO / HTTP/1.1", 42));             // past the input
+}
+
 }  // namespace
 }  // namespace remora::http

@@ -337,6 +337,23 @@ std::string_view requestHeadError(std::string_view method, std::string_view targ
   return {};
 }
 
+bool isUnknownMethod(std::string_view input, size_t error_offset) {
+  if (error_offset >= input.size() || !isTokenChar(input[error_offset])) return false;
+  size_t start = error_offset;
+  while (start > 0 && isTokenChar(input[start - 1])) --start;
+  // A method starts the message: the input's start, or after the line end of the one before.
+  if (start > 0 && input[start - 1] != '\n') return false;
+  size_t end = error_offset;
+  while (end < input.size() && isTokenChar(input[end])) ++end;
+  if (end >= input.size() || input[end] != ' ') return false;
+  // The rest of a request line: a target (visible bytes) and " HTTP/".
+  size_t target_end = end + 1;
+  while (target_end < input.size() && input[target_end] > ' ' && input[target_end] != '\x7f') {
+    ++target_end;
+  }
+  return target_end > end + 1 && input.substr(target_end).starts_with(" HTTP/");
+}
+
 std::string_view reasonPhrase(int status) {
   switch (status) {
     case 100: return "Continue";

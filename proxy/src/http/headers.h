@@ -218,6 +218,13 @@ bool isValidAuthority(std::string_view authority);
 std::string_view requestHeadError(std::string_view method, std::string_view target,
                                   int http_minor, const HeaderMap& headers);
 
+// For llhttp's HPE_INVALID_METHOD at `error_offset` of `input`: true when the bytes there are a
+// well-formed method llhttp does not know (a token at the start of a line, then a target and
+// " HTTP/": "FOO / HTTP/1.1", "get / HTTP/1.1"), which RFC 9110 9.1 answers with 501; false for
+// bytes that are not a request line (a TLS handshake on a plain port, "this is not http", a line
+// cut off by the end of `input`), which stay a 400.
+bool isUnknownMethod(std::string_view input, size_t error_offset);
+
 // Reason phrase for a status code ("Unknown" for codes without one).
 std::string_view reasonPhrase(int status);
 
