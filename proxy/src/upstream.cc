@@ -309,8 +309,14 @@ void UpstreamConnection::onData(const char* data, size_t len) {
     const char* pos = llhttp_get_error_pos(&parser_);
     bool trailing = pos != nullptr && pos < data + len;
     llhttp_resume(&parser_);
-    finishResponse();
-    if (trailing) spdlog::debug("upstream {} sent bytes after a response; closing", pool_.key());
+    if (trailing) {
+      // Whatever those bytes are (a second answer, a miscounted body), they must not be read as
+      // the answer to the next request sent on this connection.
+      spdlog::debug("upstream {} sent {} bytes after a complete response; its connection is "
+                    "closed, not reused",
+                    pool_.key(), data + len - pos);
+    }
+    finishResponse(!trailing);
     return;
   }
   if (err != HPE_OK) {
@@ -361,11 +367,12 @@ void UpstreamConnection::onEof() {
   fail(UpstreamFailure::Reset, "upstream closed the connection");
 }
 
-void UpstreamConnection::finishResponse() {
+void UpstreamConnection::finishResponse(bool may_reuse) {
   // A close-delimited response ended with EOF: should_keep_alive is false then. A declined
   // upgrade leaves the connection HTTP/1.1 (RFC 9110 7.8), but servers that half-switched (or
   // whose parser still waits for the new protocol) are not worth the risk: it is not reused.
-  bool reusable = request_complete_ && !expect_upgrade_ && llhttp_should_keep_alive(&parser_);
+  bool reusable =
+      may_reuse && request_complete_ && !expect_upgrade_ && llhttp_should_keep_alive(&parser_);
   UpstreamClient* client = client_;
   client_ = nullptr;
   ++requests_served_;

@@ -116,7 +116,9 @@ class UpstreamConnection : public WriteCallbacks {
   void onConnected();
   void failTls(const std::string& detail);
   void onEof();
-  void finishResponse();
+  // The response ended: back to the pool (unless `may_reuse` is false, or the exchange rules
+  // reuse out), then the client hears so.
+  void finishResponse(bool may_reuse = true);
   void resetParserState();
 
   static void onConnect(uv_connect_t* req, int status);

@@ -787,6 +787,19 @@ Server::Next Server::handle(Connection& conn, const Request& req) {
   const bool close = no_length || req.flag("x-fake-close") || m.close || !req.keep_alive;
   const bool close_silently = req.flag("x-fake-close-silently") || m.close_silently;
   const bool head = req.method == "HEAD";
+  // Bytes sent right behind the response, in the same write (a broken or desynced server).
+  const std::string* trailing_value = req.header("x-fake-trailing-bytes");
+  std::string trailing;  // "\r\n" written as the four characters stands for CRLF
+  if (trailing_value != nullptr) {
+    for (size_t i = 0; i < trailing_value->size(); ++i) {
+      if (trailing_value->compare(i, 4, "\\r\\n") == 0) {
+        trailing += "\r\n";
+        i += 3;
+      } else {
+        trailing += (*trailing_value)[i];
+      }
+    }
+  }
 
   std::string h = "HTTP/1.1 " + std::to_string(status) + " " + reasonPhrase(status) + "\r\n";
   h += "content-type: " + content_type + "\r\n";
@@ -839,11 +852,11 @@ Server::Next Server::handle(Connection& conn, const Request& req) {
       piece += "\r\n";
       ok = sendAll(fd, piece);
     }
-    if (ok && !mid_body_reset) ok = sendAll(fd, "0\r\n\r\n");
+    if (ok && !mid_body_reset) ok = sendAll(fd, "0\r\n\r\n" + trailing);
   } else {
     if (limit <= 64 * 1024) {
       h.append(body, 0, limit);
-      ok = sendAll(fd, h);
+      ok = sendAll(fd, h + trailing);
     } else {
       ok = sendAll(fd, h) && sendAll(fd, std::string_view(body).substr(0, limit));
     }

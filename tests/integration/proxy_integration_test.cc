@@ -536,6 +536,28 @@ TEST_F(ProxyTest, UpstreamResetMidBodyIsNotPassedOffAsComplete) {
   EXPECT_EQ(ok.status, 200);
 }
 
+// An upstream that sends more than its response (a second answer, a miscounted body) has lost
+// track of the exchange: its connection is closed, never given the next request, whose client
+// would otherwise be answered with those bytes (response queue poisoning).
+TEST_F(ProxyTest, AnUpstreamConnectionWithBytesAfterItsResponseIsNotReused) {
+  startBasic();
+  const std::string poison = "HTTP/1.1 200 OK\\r\\ncontent-length: 8\\r\\n\\r\\npoisoned";
+  for (const char* chunked : {"0", "1"}) {
+    SCOPED_TRACE(std::string("chunked: ") + chunked);
+    HttpClient client = remora_.client();
+    Response first = client.get("/first", {{"x-fake-trailing-bytes", poison},
+                                           {"x-fake-chunked", chunked}});
+    ASSERT_TRUE(first.ok()) << first.error;
+    EXPECT_EQ(first.status, 200);
+    EXPECT_EQ(parseJson(first.body).value("path", ""), "/first") << first.body;
+    Response second = client.get("/second");
+    ASSERT_TRUE(second.ok()) << second.error;
+    EXPECT_EQ(parseJson(second.body).value("path", ""), "/second") << second.body;
+    EXPECT_NE(second.header("x-connection-id"), first.header("x-connection-id"))
+        << "the upstream connection was reused";
+  }
+}
+
 TEST_F(ProxyTest, UpstreamHangPastRouteTimeoutGets504) {
   startBasic({{"ROUTE_TIMEOUT", "400ms"}});
   HttpClient client = remora_.client();
