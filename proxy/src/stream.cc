@@ -909,7 +909,11 @@ void ActiveStream::sendResponse(int status, std::string_view body,
   if (extra_headers != nullptr) http::serializeHeaders(*extra_headers, out);
   out.append("content-length: ").append(std::to_string(body.size())).append("\r\n");
   out.append("x-remora-attempts: ").append(std::to_string(attempts_)).append("\r\n");
-  if (close_after) out.append("connection: close\r\n");
+  if (close_after) {
+    out.append("connection: close\r\n");
+  } else if (head_.http_minor == 0) {
+    out.append("connection: keep-alive\r\n");  // HTTP/1.0 closes unless told otherwise
+  }
   out.append("\r\n");
   if (head_.method != "HEAD") out.append(body);
   bytes_sent_ += body.size();

@@ -138,6 +138,19 @@ TEST_F(ProxyEdgeTest, LocalRepliesKeepTheConnectionUnlessABodyIsUnread) {
   EXPECT_EQ(next.status, 200);
   EXPECT_EQ(client.connectionsOpened(), 1);
 
+  // HTTP/1.0 keeps the connection only when the answer says so.
+  HttpClient old_client = remora_.client();
+  ASSERT_TRUE(old_client.sendRaw("OPTIONS * HTTP/1.0\r\nconnection: keep-alive\r\n\r\n"));
+  Response old_refused = old_client.readResponse();
+  ASSERT_TRUE(old_refused.ok()) << old_refused.error;
+  EXPECT_EQ(old_refused.status, 404);
+  EXPECT_EQ(old_refused.header("connection"), "keep-alive");
+  ASSERT_TRUE(old_client.sendRaw("GET /after HTTP/1.0\r\nconnection: keep-alive\r\n\r\n"));
+  Response old_next = old_client.readResponse();
+  ASSERT_TRUE(old_next.ok()) << old_next.error;
+  EXPECT_EQ(old_next.status, 200);
+  EXPECT_EQ(old_client.connectionsOpened(), 1);
+
   HttpClient with_body = remora_.client();
   ASSERT_TRUE(with_body.sendRaw("OPTIONS * HTTP/1.1\r\nhost: x\r\ncontent-length: 5000\r\n\r\n"));
   Response r = with_body.readResponse();
