@@ -715,11 +715,13 @@ class Harness {
     // The proxy notices and frees the connection.
     driveUntil([&] { return worker_->activeConnections() == 0; },
                "the proxy kept a downstream connection after its client was gone");
-    // Drop every upstream connection so the next input starts from the same state.
-    upstream_->closeAll();
+    // Drop every upstream connection so the next input starts from the same state: each turn,
+    // for a connect still in flight when the client left completes afterwards (the pool keeps a
+    // connect its request no longer needs, as Envoy's does, for the next request).
     std::string open;
     driveUntil(
         [&] {
+          upstream_->closeAll();
           open.clear();
           if (upstream_->openConnections() != 0) {
             open = std::to_string(upstream_->openConnections()) + " at the upstream";
