@@ -241,8 +241,13 @@ void DownstreamConnection::finishAfterPeerClosed() {
   }
   if (stream_ && !stream_->complete()) {
     stream_->onDownstreamReset("client closed the connection before the request ended");
+    close();
+    return;
   }
-  close();
+  // The answers already written still go out first.
+  closing_ = true;
+  close_after_flush_ = true;
+  if (writer_.pendingBytes() == 0) closeAfterFlush();
 }
 
 void DownstreamConnection::onTlsInput(const char* data, size_t len) {
