@@ -127,29 +127,25 @@ TEST_F(ProxyEdgeTest, HalfClosedClientGetsAnAnswerToEveryPipelinedRequest) {
 // (where that body ends is not known to anyone reading it next).
 TEST_F(ProxyEdgeTest, LocalRepliesKeepTheConnectionUnlessABodyIsUnread) {
   start();
-  HttpClient client = remora_.client();
-  ASSERT_TRUE(client.sendRaw("OPTIONS * HTTP/1.1\r\nhost: x\r\n\r\n"));
-  Response refused = client.readResponse();
-  ASSERT_TRUE(refused.ok()) << refused.error;
-  EXPECT_EQ(refused.status, 404);
-  EXPECT_TRUE(refused.keep_alive) << "connection: " << refused.header("connection");
-  Response next = client.get("/after");
-  ASSERT_TRUE(next.ok()) << next.error;
-  EXPECT_EQ(next.status, 200);
-  EXPECT_EQ(client.connectionsOpened(), 1);
-
-  // HTTP/1.0 keeps the connection only when the answer says so.
-  HttpClient old_client = remora_.client();
-  ASSERT_TRUE(old_client.sendRaw("OPTIONS * HTTP/1.0\r\nconnection: keep-alive\r\n\r\n"));
-  Response old_refused = old_client.readResponse();
-  ASSERT_TRUE(old_refused.ok()) << old_refused.error;
-  EXPECT_EQ(old_refused.status, 404);
-  EXPECT_EQ(old_refused.header("connection"), "keep-alive");
-  ASSERT_TRUE(old_client.sendRaw("GET /after HTTP/1.0\r\nconnection: keep-alive\r\n\r\n"));
-  Response old_next = old_client.readResponse();
-  ASSERT_TRUE(old_next.ok()) << old_next.error;
-  EXPECT_EQ(old_next.status, 200);
-  EXPECT_EQ(old_client.connectionsOpened(), 1);
+  for (const std::string version : {"1.1", "1.0"}) {
+    SCOPED_TRACE("HTTP/" + version);
+    // (HTTP/1.0 keeps the connection only when the answer says so.)
+    const std::string rest = " HTTP/" + version + "\r\nhost: x\r\nconnection: keep-alive\r\n\r\n";
+    HttpClient client = remora_.client();
+    ASSERT_TRUE(client.sendRaw("OPTIONS *" + rest));
+    Response refused = client.readResponse();
+    ASSERT_TRUE(refused.ok()) << refused.error;
+    EXPECT_EQ(refused.status, 404);
+    EXPECT_TRUE(refused.keep_alive) << "connection: " << refused.header("connection");
+    if (version == "1.0") {
+      EXPECT_EQ(refused.header("connection"), "keep-alive");
+    }
+    ASSERT_TRUE(client.sendRaw("GET /after" + rest));
+    Response next = client.readResponse();
+    ASSERT_TRUE(next.ok()) << next.error;
+    EXPECT_EQ(next.status, 200);
+    EXPECT_EQ(client.connectionsOpened(), 1);
+  }
 
   HttpClient with_body = remora_.client();
   ASSERT_TRUE(with_body.sendRaw("OPTIONS * HTTP/1.1\r\nhost: x\r\ncontent-length: 5000\r\n\r\n"));
