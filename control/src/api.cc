@@ -23,10 +23,11 @@ constexpr config::Duration kMaxTtl{24 * 3600 * 1000};
 constexpr size_t kMaxMetadataBytes = 8192;
 
 bool isValidInstanceId(std::string_view s) {
-  return !s.empty() && s.size() <= 128 && std::all_of(s.begin(), s.end(), [](char c) {
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-' ||
-           c == '_' || c == '.' || c == ':';
-  });
+  return !s.empty() && s.size() <= 128 && !isDotSegment(s) &&
+         std::all_of(s.begin(), s.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                  c == '-' || c == '_' || c == '.' || c == ':';
+         });
 }
 
 std::vector<std::string> splitPath(const std::string& path) {
@@ -179,8 +180,8 @@ void ControlApi::route(const SimpleRequest& req, const Segments& seg, const std:
   }
   if (n >= 3 && seg[1] == "services" && !isValidName(seg[2])) {
     return r->respond(jsonError(400, "invalid service name \"" + seg[2] +
-                                         "\"; use letters, digits, '-', '_' and '.' (it is also "
-                                         "the cluster name)"));
+                                         "\"; use letters, digits, '-', '_' and '.', not '.' or "
+                                         "'..' alone (it is also the cluster name)"));
   }
   if (is({"v1", "services", "*"}) || is({"v1", "services", "*", "instances"})) {
     if (!get) return allow("GET");
@@ -190,7 +191,8 @@ void ControlApi::route(const SimpleRequest& req, const Segments& seg, const std:
        is({"v1", "services", "*", "instances", "*", "heartbeat"})) &&
       !isValidInstanceId(seg[4])) {
     return r->respond(jsonError(400, "invalid instance id \"" + seg[4] +
-                                         "\"; use up to 128 letters, digits, '-', '_', '.', ':'"));
+                                         "\"; use up to 128 letters, digits, '-', '_', '.', ':', "
+                                         "not '.' or '..' alone"));
   }
   if (is({"v1", "services", "*", "instances", "*"})) {
     if (m == "PUT") return registerInstance(req, seg[2], seg[4], actor, r);
@@ -208,8 +210,10 @@ void ControlApi::route(const SimpleRequest& req, const Segments& seg, const std:
   }
   if (is({"v1", "clusters", "*"})) {
     if (!isValidName(seg[2])) {
-      return r->respond(jsonError(
-          400, "invalid cluster name \"" + seg[2] + "\"; use letters, digits, '-', '_' and '.'"));
+      return r->respond(
+          jsonError(400, "invalid cluster name \"" + seg[2] +
+                             "\"; use letters, digits, '-', '_' and '.', not '.' or '..' "
+                             "alone"));
     }
     if (m == "PUT") return putPolicy(req, seg[2], actor, r);
     if (m == "DELETE") return deletePolicy(seg[2], actor, r);

@@ -11,11 +11,14 @@
 
 namespace remora::control {
 
+bool isDotSegment(std::string_view s) { return s == "." || s == ".."; }
+
 bool isValidName(std::string_view s) {
-  return !s.empty() && s.size() <= 128 && std::all_of(s.begin(), s.end(), [](char c) {
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-' ||
-           c == '_' || c == '.';
-  });
+  return !s.empty() && s.size() <= 128 && !isDotSegment(s) &&
+         std::all_of(s.begin(), s.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                  c == '-' || c == '_' || c == '.';
+         });
 }
 
 uint64_t ControlState::commit(const std::string& actor, std::string change) {

@@ -114,7 +114,11 @@ std::optional<config::Cluster> parsePolicy(const std::string& text, const std::s
                                            const std::string& file,
                                            std::vector<std::string>& errors);
 
-// Cluster and service names: what the proxy accepts as a cluster name.
+// "." or "..": a URL path segment that HTTP clients and proxies remove (RFC 3986 5.2.4), so a
+// name or id like that could be created by a raw request but never read or deleted by curl.
+bool isDotSegment(std::string_view s);
+
+// Cluster and service names: what the proxy accepts as a cluster name, less the dot segments.
 bool isValidName(std::string_view s);
 
 }  // namespace remora::control

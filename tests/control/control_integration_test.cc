@@ -144,6 +144,13 @@ TEST(ControlIntegrationTest, RegistryRejectsBadRequestsWithReasons) {
        "invalid service name"},
       {"PUT", "/v1/services/orders/instances/a%2Fb", R"({"address":"h:1"})", 400,
        "invalid instance id"},
+      // Dot segments: clients and proxies remove them from URLs, so curl could never reach or
+      // delete what such a name would create.
+      {"PUT", "/v1/services/../instances/a", R"({"address":"h:1"})", 400, "invalid service name"},
+      {"PUT", "/v1/services/./instances/a", R"({"address":"h:1"})", 400, "invalid service name"},
+      {"PUT", "/v1/services/orders/instances/..", R"({"address":"h:1"})", 400,
+       "invalid instance id"},
+      {"PUT", "/v1/clusters/..", R"({"lb_policy":"random"})", 400, "invalid cluster name"},
       {"PUT", "/v1/services/orders/instances/ghost/heartbeat", "", 404, "register it first"},
       {"GET", "/v1/services/ghost", "", 404, "no service"},
       {"DELETE", "/v1/services/orders/instances/ghost", "", 404, "no instance"},

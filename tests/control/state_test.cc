@@ -217,6 +217,10 @@ TEST(NameTest, ValidNames) {
   EXPECT_FALSE(isValidName("a/b"));
   EXPECT_FALSE(isValidName("a b"));
   EXPECT_FALSE(isValidName(std::string(200, 'a')));
+  EXPECT_FALSE(isValidName("."));
+  EXPECT_FALSE(isValidName(".."));
+  EXPECT_TRUE(isValidName("..."));  // not a dot segment
+  EXPECT_TRUE(isValidName(".hidden"));
 }
 
 }  // namespace
