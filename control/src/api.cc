@@ -54,6 +54,11 @@ std::optional<json> parseBody(const SimpleRequest& req, bool empty_ok, std::stri
     error = "the request needs a JSON body";
     return std::nullopt;
   }
+  if (config::jsonNestsDeeperThan(req.body)) {
+    error = "the body nests arrays or objects more than " + std::to_string(config::kMaxJsonDepth) +
+            " levels deep";
+    return std::nullopt;
+  }
   json j;
   try {
     j = json::parse(req.body);

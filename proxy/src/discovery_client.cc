@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "http/simple_server.h"
+#include "remora/config/json.h"
 #include "remora/config/parser.h"
 #include "remora/config/utf8.h"
 #include "snapshot.h"
@@ -539,6 +540,8 @@ std::string scalarText(std::string_view json) {
   if (json.size() >= 2 && json.front() == '"' && json.find('\\') == std::string_view::npos) {
     return std::string(json.substr(1, json.size() - 2));
   }
+  // Too deep for dump(), which recurses once per level: its text as sent is its JSON too.
+  if (config::jsonNestsDeeperThan(json)) return std::string(json);
   const nlohmann::json j = nlohmann::json::parse(json, nullptr, false);
   if (j.is_discarded()) return std::string(json);
   return j.is_string() ? j.get<std::string>() : j.dump();
@@ -733,6 +736,15 @@ std::vector<config::Cluster> PushedClusters::parse(const DiscoveryClient::Update
       continue;
     }
     ++last_parsed_;
+    if (config::jsonNestsDeeperThan(text)) {
+      // The validator's error messages dump() values, and dump() recurses once per level.
+      config::ConfigError e;
+      e.loc.file = "control-plane";
+      e.reason = "unreadable cluster: it nests arrays or objects more than " +
+                 std::to_string(config::kMaxJsonDepth) + " levels deep";
+      errors.push_back(std::move(e));
+      continue;
+    }
     const nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
     if (j.is_discarded()) {
       // parseLine() checked the syntax, so this does not happen; still, a NACK beats a crash.

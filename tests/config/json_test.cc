@@ -149,5 +149,16 @@ TEST(ConfigJsonTest, SingleCluster) {
   EXPECT_FALSE(j.contains("tls"));
 }
 
+TEST(JsonDepthTest, CountsNestingOutsideStrings) {
+  EXPECT_FALSE(jsonNestsDeeperThan(R"({"a":[1,{"b":[]}]})", 4));  // 4 levels
+  EXPECT_TRUE(jsonNestsDeeperThan(R"({"a":[1,{"b":[]}]})", 3));
+  // Brackets in strings, escaped quotes included, are text.
+  EXPECT_FALSE(jsonNestsDeeperThan(R"({"a":"[[[[\"[[[[{{{{"})", 1));
+  EXPECT_FALSE(jsonNestsDeeperThan(std::string(64, '[') + std::string(64, ']')));
+  EXPECT_TRUE(jsonNestsDeeperThan(std::string(65, '[')));
+  EXPECT_FALSE(jsonNestsDeeperThan(""));
+  EXPECT_FALSE(jsonNestsDeeperThan("]]]]"));  // not JSON: the parser says so, not this scan
+}
+
 }  // namespace
 }  // namespace remora::config

@@ -151,6 +151,11 @@ TEST(ControlIntegrationTest, RegistryRejectsBadRequestsWithReasons) {
       {"PUT", "/v1/services/orders/instances/..", R"({"address":"h:1"})", 400,
        "invalid instance id"},
       {"PUT", "/v1/clusters/..", R"({"lb_policy":"random"})", 400, "invalid cluster name"},
+      // nlohmann's dump() recurses per level: this deep a body once overflowed the stack.
+      {"PUT", "/v1/services/orders/instances/a",
+       R"({"address":"h:1","metadata":{"m":)" + std::string(100000, '[') +
+           std::string(100000, ']') + "}}",
+       400, "more than 64 levels deep"},
       {"PUT", "/v1/services/orders/instances/ghost/heartbeat", "", 404, "register it first"},
       {"GET", "/v1/services/ghost", "", 404, "no service"},
       {"DELETE", "/v1/services/orders/instances/ghost", "", 404, "no instance"},

@@ -187,6 +187,21 @@ TEST(ParseLineTest, DeepNestingIsRefusedWithoutRecursion) {
   EXPECT_EQ(error, "");
 }
 
+// nlohmann's dump() recurses once per level: a deeply nested version or nonce is reported as the
+// text it came as, never parsed and dumped (a few hundred KiB of "[[[..." overflowed the stack).
+TEST(ParseLineTest, ADeeplyNestedVersionIsReportedAsItsTextWithoutRecursion) {
+  const std::string deep = std::string(200000, '[') + std::string(200000, ']');
+  std::string error;
+  auto u = DiscoveryClient::parseLine(R"({"version":)" + deep + R"(,"nonce":)" + deep + "}", error);
+  ASSERT_TRUE(u);
+  EXPECT_EQ(error, "");
+  EXPECT_EQ(u->version, deep);
+  EXPECT_EQ(u->nonce, deep);
+  auto shallow = DiscoveryClient::parseLine(R"({"version":[[1]],"nonce":"n"})", error);
+  ASSERT_TRUE(shallow);
+  EXPECT_EQ(shallow->version, "[[1]]");  // dumped as before
+}
+
 // The discovery fuzzer's seeds (tests/fuzz/corpus/discovery_fuzzer): the scanner agrees with a
 // JSON parser on each, and nothing throws on the way to the validator.
 TEST(ParseLineTest, FuzzerSeedsAgreeWithAJsonParser) {
@@ -271,6 +286,19 @@ TEST(PushedClustersTest, ABadClusterIsRefusedWithTheValidatorsReason) {
             "control-plane: unknown lb_policy \"best\"; use one of: round_robin, "
             "weighted_round_robin, random, least_request");
   EXPECT_EQ(errors[1].format(), "control-plane: \"weight\" must be an integer, got \"x\"");
+}
+
+// A cluster nested too deep for the validator (whose messages dump() values, recursively) is
+// NACKed with the reason, the other clusters of the push read as usual.
+TEST(PushedClustersTest, AClusterNestedTooDeepIsRefusedWithoutRecursion) {
+  PushedClusters parser;
+  std::vector<config::ConfigError> errors;
+  const std::string deep = R"({"name":"deep","lb_policy":)" + std::string(100000, '[') +
+                           std::string(100000, ']') + "}";
+  EXPECT_EQ(parser.parse(update("1", {cluster("ok", 2), deep}), errors).size(), 1u);
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_NE(errors[0].reason.find("more than 64 levels deep"), std::string::npos)
+      << errors[0].reason;
 }
 
 // ------------------------------------------------------------------ DiscoveryClient, end to end
