@@ -29,9 +29,9 @@ using itest::HttpClient;
 class ServerThread {
  public:
   template <typename Handler>
-  explicit ServerThread(Handler handler) {
+  explicit ServerThread(Handler handler, size_t max_body_bytes = 1 << 20) {
     uv_loop_init(&loop_);
-    server_ = std::make_unique<SimpleHttpServer>(&loop_, std::move(handler));
+    server_ = std::make_unique<SimpleHttpServer>(&loop_, std::move(handler), max_body_bytes);
     EXPECT_EQ(server_->listen({"127.0.0.1", 0}), 0);
     port_ = server_->boundPort();
     uv_async_init(&loop_, &stop_, [](uv_async_t* a) {
@@ -198,6 +198,20 @@ TEST(SimpleServerTest, MalformedRequestGets400AndClose) {
   ASSERT_TRUE(client.sendRaw("NOT HTTP AT ALL\r\n\r\n"));
   itest::Response r = client.readResponse();
   EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(r.body.rfind("malformed request: ", 0), 0u) << "no reason: " << r.body;
+  EXPECT_TRUE(client.waitServerClosed(Duration(2000)));
+}
+
+TEST(SimpleServerTest, BodyOverTheLimitGets413AndClose) {
+  ServerThread server([](const SimpleRequest&) { return SimpleResponse::text(200, "ok"); }, 1000);
+  HttpClient client(server.port());
+  itest::Response fits = client.post("/x", std::string(1000, 'a'));
+  ASSERT_TRUE(fits.ok()) << fits.error;
+  EXPECT_EQ(fits.status, 200);
+  itest::Response r = client.post("/x", std::string(1001, 'a'));
+  ASSERT_TRUE(r.ok()) << r.error;
+  EXPECT_EQ(r.status, 413);
+  EXPECT_NE(r.body.find("larger than 1000 bytes"), std::string::npos) << r.body;
   EXPECT_TRUE(client.waitServerClosed(Duration(2000)));
 }
 

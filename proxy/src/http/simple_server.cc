@@ -91,7 +91,9 @@ class SimpleHttpServer::Connection {
     settings_.on_body = [](llhttp_t* p, const char* at, size_t len) {
       auto* c = static_cast<Connection*>(p->data);
       c->req_.body.append(at, len);
-      return c->req_.body.size() > c->server_.max_body_bytes_ ? -1 : 0;
+      if (c->req_.body.size() <= c->server_.max_body_bytes_) return 0;
+      c->body_too_large_ = true;
+      return -1;
     };
     settings_.on_message_complete = [](llhttp_t* p) {
       auto* c = static_cast<Connection*>(p->data);
@@ -362,7 +364,17 @@ class SimpleHttpServer::Connection {
     }
     if (err != HPE_OK && !closing_ && !busy()) {
       keep_alive_ = false;
-      SimpleResponse r = SimpleResponse::text(400, "malformed request\n");
+      if (body_too_large_) {
+        SimpleResponse r = SimpleResponse::text(
+            413, "request body larger than " + std::to_string(server_.max_body_bytes_) +
+                     " bytes; send less at a time\n");
+        sendResponse(r);
+        return;
+      }
+      const char* reason = llhttp_get_error_reason(&parser_);
+      SimpleResponse r = SimpleResponse::text(
+          400, std::string("malformed request: ") +
+                   (reason != nullptr ? reason : llhttp_errno_name(err)) + "\n");
       sendResponse(r);
     }
   }
@@ -529,6 +541,7 @@ class SimpleHttpServer::Connection {
   std::shared_ptr<ConnectionStream> stream_;        // the running stream, if any
   bool in_value_ = false;
   bool keep_alive_ = true;
+  bool body_too_large_ = false;  // over the server's max_body_bytes: 413, not 400
   bool paused_ = false;
   bool dispatching_ = false;
   bool reading_ = false;
