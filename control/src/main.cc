@@ -14,7 +14,7 @@ namespace {
 
 constexpr const char* kUsage =
     "usage: remora-control --config FILE [--log-level LEVEL]\n"
-    "       remora-control --validate FILE\n"
+    "       remora-control --validate FILE   (or: remora-control --config FILE --validate)\n"
     "\n"
     "  --config FILE       run the control plane with this YAML config\n"
     "  --validate FILE     check FILE and exit 0 (valid) or 1 (errors as file:line:col: reason)\n"
@@ -29,6 +29,7 @@ constexpr const char* kUsage =
 int main(int argc, char** argv) {
   std::string config_path;
   std::string validate_path;
+  bool validate = false;
   std::string log_level;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -42,7 +43,9 @@ int main(int argc, char** argv) {
     if (arg == "--config" || arg == "-c") {
       config_path = value();
     } else if (arg == "--validate") {
-      validate_path = value();
+      // `--validate FILE`, or a bare `--validate` beside `--config FILE`.
+      validate = true;
+      if (i + 1 < argc && argv[i + 1][0] != '-') validate_path = argv[++i];
     } else if (arg == "--log-level") {
       log_level = value();
     } else if (arg == "--version") {
@@ -67,7 +70,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%s: %zu error(s)\n", path.c_str(), loaded.errors.size());
     return 1;
   }
-  if (!validate_path.empty()) {
+  if (validate) {
     std::printf("%s: OK (%zu cluster polic%s)\n", path.c_str(), loaded.config->clusters.size(),
                 loaded.config->clusters.size() == 1 ? "y" : "ies");
     return 0;

@@ -17,7 +17,7 @@ namespace {
 
 constexpr const char* kUsage =
     "usage: remora --config FILE [--log-level LEVEL] [--node-id ID] [--control-plane HOST:PORT]\n"
-    "       remora --validate FILE\n"
+    "       remora --validate FILE   (or: remora --config FILE --validate)\n"
     "\n"
     "  --config FILE          run the proxy with this YAML config\n"
     "  --validate FILE        check FILE and exit 0 (valid) or 1 (errors as file:line:col: reason)\n"
@@ -28,7 +28,7 @@ constexpr const char* kUsage =
     "\n"
     "signals: SIGHUP reloads the config file, SIGTERM drains and exits 0\n";
 
-int validate(const std::string& path) {
+int validateFile(const std::string& path) {
   remora::config::LoadResult result = remora::config::loadFile(path);
   if (!result.ok()) {
     std::fputs(result.formatErrors().c_str(), stderr);
@@ -90,6 +90,7 @@ void raiseOpenFileLimit() {
 int main(int argc, char** argv) {
   remora::ServerOptions options;
   std::string validate_path;
+  bool validate = false;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     auto value = [&](const char* name) -> std::string {
@@ -102,7 +103,10 @@ int main(int argc, char** argv) {
     if (arg == "--config" || arg == "-c") {
       options.config_path = value("--config");
     } else if (arg == "--validate") {
-      validate_path = value("--validate");
+      // `--validate FILE`, or a bare `--validate` beside `--config FILE` (as in Envoy's
+      // `--mode validate -c FILE`): check that file.
+      validate = true;
+      if (i + 1 < argc && argv[i + 1][0] != '-') validate_path = argv[++i];
     } else if (arg == "--log-level") {
       options.log_level = value("--log-level");
     } else if (arg == "--node-id") {
@@ -120,7 +124,15 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  if (!validate_path.empty()) return validate(validate_path);
+  if (validate) {
+    if (validate_path.empty()) validate_path = options.config_path;
+    if (validate_path.empty()) {
+      std::fprintf(stderr, "remora: --validate needs a file: --validate FILE or --config FILE "
+                           "--validate\n%s", kUsage);
+      return 2;
+    }
+    return validateFile(validate_path);
+  }
   if (options.config_path.empty()) {
     std::fprintf(stderr, "remora: --config FILE is required\n%s", kUsage);
     return 2;

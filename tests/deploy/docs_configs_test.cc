@@ -160,5 +160,33 @@ TEST(DocsConfigsTest, EveryExampleAndDeployConfigIsValid) {
   EXPECT_GE(checked, 5);
 }
 
+// The contract says "remora --config FILE ... --validate": that order checks the --config file,
+// as `--validate FILE` does, for both binaries (a good file and a bad one each).
+TEST(DocsConfigsTest, BothBinariesValidateTheConfigFileGivenWithConfig) {
+  itest::TempDir dir;
+  struct Case {
+    std::string binary, good, bad;
+  };
+  const std::vector<Case> cases = {
+      {REMORA_BIN,
+       "listeners:\n"
+       "  - { name: in, address: 127.0.0.1:15001, routes: [ { match: { prefix: / }, cluster: main } ] }\n"
+       "clusters: [ { name: main, endpoints: [ { address: 127.0.0.1:8081 } ] } ]\n",
+       "listeners: 5\n"},
+      {REMORA_CONTROL_BIN, "listen: 127.0.0.1:18000\n", "listen: nowhere\n"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.binary);
+    const auto good = dir.writeFile("good.yaml", c.good);
+    CommandResult ok = runCommand(dir, c.binary, {"--config", good.string(), "--validate"});
+    EXPECT_EQ(ok.exit_code, std::optional<int>(0)) << ok.output;
+    EXPECT_NE(ok.output.find("good.yaml: OK"), std::string::npos) << ok.output;
+    const auto bad = dir.writeFile("bad.yaml", c.bad);
+    CommandResult refused = runCommand(dir, c.binary, {"--config", bad.string(), "--validate"});
+    EXPECT_EQ(refused.exit_code, std::optional<int>(1)) << refused.output;
+    EXPECT_NE(refused.output.find("bad.yaml:1:"), std::string::npos) << refused.output;
+  }
+}
+
 }  // namespace
 }  // namespace remora::deploy_test

@@ -1136,8 +1136,7 @@ TEST_F(ProxyTest, AdminApi) {
 // --- remora --validate. ---
 
 TEST_F(ProxyTest, ValidateAcceptsGoodFile) {
-  ValidateResult r =
-      RemoraProcess::validate(tmp_, "good.yaml", R"(admin: { address: 127.0.0.1:9901 }
+  constexpr std::string_view kGood = R"(admin: { address: 127.0.0.1:9901 }
 listeners:
   - name: ingress
     address: 127.0.0.1:15001
@@ -1147,8 +1146,14 @@ listeners:
 clusters:
   - name: main
     endpoints: [ { address: 127.0.0.1:8081 } ]
-)");
+)";
+  ValidateResult r = RemoraProcess::validate(tmp_, "good.yaml", kGood);
   EXPECT_EQ(r.exit_code, std::optional<int>(0)) << r.output;
+  // The contract's "--config FILE ... --validate" reading checks the same file.
+  ValidateResult config_form =
+      RemoraProcess::validate(tmp_, "good2.yaml", kGood, Duration(10000), /*config_form=*/true);
+  EXPECT_EQ(config_form.exit_code, std::optional<int>(0)) << config_form.output;
+  EXPECT_NE(config_form.output.find("good2.yaml: OK"), std::string::npos) << config_form.output;
 }
 
 TEST_F(ProxyTest, ValidateAcceptsClustersOnlyTheControlPlaneDefines) {
@@ -1183,6 +1188,10 @@ clusters:
   EXPECT_EQ(r.exit_code, std::optional<int>(1)) << r.output;
   EXPECT_TRUE(std::regex_search(r.output, std::regex(R"(bad\.yaml:5:\d+: )"))) << r.output;
   EXPECT_TRUE(std::regex_search(r.output, std::regex(R"(bad\.yaml:8:\d+: )"))) << r.output;
+  ValidateResult config_form = RemoraProcess::validate(
+      tmp_, "bad2.yaml", "listeners: 5\n", Duration(10000), /*config_form=*/true);
+  EXPECT_EQ(config_form.exit_code, std::optional<int>(1)) << config_form.output;
+  EXPECT_NE(config_form.output.find("bad2.yaml:1:"), std::string::npos) << config_form.output;
 }
 
 TEST_F(ProxyTest, ValidateRejectsUnknownCluster) {

@@ -283,11 +283,14 @@ std::optional<double> RemoraProcess::metric(std::string_view name, const Labels&
 }
 
 ValidateResult RemoraProcess::validate(const TempDir& dir, std::string_view file_name,
-                                       std::string_view content, Duration timeout) {
+                                       std::string_view content, Duration timeout,
+                                       bool config_form) {
   ValidateResult result;
   result.file = dir.writeFile(file_name, content);
   std::filesystem::path log = dir / (std::string(file_name) + ".validate.log");
-  Process p("remora --validate", remoraBinary(), {"--validate", result.file.string()}, log);
+  std::vector<std::string> args = {"--validate", result.file.string()};
+  if (config_form) args = {"--config", result.file.string(), "--validate"};
+  Process p("remora --validate", remoraBinary(), args, log);
   std::string error;
   if (!p.start(&error)) {
     result.output = error;

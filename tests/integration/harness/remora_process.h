@@ -101,8 +101,11 @@ class RemoraProcess {
   std::optional<double> metric(std::string_view name, const Labels& labels = {});
 
   // Runs `remora --validate <dir>/<file_name>` on `content` and collects its output.
+  // `config_form`: run it as `remora --config FILE --validate` (Envoy's habit) rather than
+  // `remora --validate FILE`.
   static ValidateResult validate(const TempDir& dir, std::string_view file_name,
-                                 std::string_view content, Duration timeout = Duration(10000));
+                                 std::string_view content, Duration timeout = Duration(10000),
+                                 bool config_form = false);
 
  private:
   std::filesystem::path dir_;
