@@ -275,21 +275,27 @@ MapReader::MapReader(ErrorSink& sink, const Node& node, std::string_view what,
   ok_ = true;
   std::vector<std::pair<Node, Node>> entries = node.entries();
   fields_.reserve(entries.size());
-  for (auto& [key, value] : entries) {
+  // YAML merge keys (`<<: *defaults`, `<<: [*a, *b]`), which yaml-cpp reads as a plain "<<" key:
+  // the merged maps' entries count as if written here, the map's own keys winning, then the
+  // earlier merged map's (the YAML 1.1 merge key type), so clusters can share an anchored block.
+  std::vector<std::pair<Node, Node>> merged;
+  auto add = [&](Node key, Node value, bool from_merge) {
     Field field{key.isScalar() ? key.scalar() : std::string(), std::move(key), std::move(value)};
     if (!field.key_node.isScalar()) {
       sink_.add(field.key_node,
                 "keys in " + what_ + " must be plain names, got " + describe(field.key_node));
-      continue;
+      return;
     }
+    if (from_merge && find(field.key) != nullptr) return;  // overridden here
     if (std::find(allowed.begin(), allowed.end(), field.key) == allowed.end()) {
       const std::vector<std::string> allowed_names(allowed.begin(), allowed.end());
       std::string reason = "unknown key " + quote(field.key) + " in " + what_;
+      if (from_merge) reason += " (merged in with <<)";
       const std::string suggestion = closest(field.key, allowed_names);
       if (!suggestion.empty()) reason += " (did you mean " + quote(suggestion) + "?)";
       reason += "; allowed keys: " + join(allowed_names);
       sink_.add(field.key_node, std::move(reason));
-      continue;
+      return;
     }
     // yaml-cpp keeps both copies of a repeated key; silently using one would hide a mistake.
     if (const Field* first = find(field.key)) {
@@ -297,10 +303,35 @@ MapReader::MapReader(ErrorSink& sink, const Node& node, std::string_view what,
       sink_.add(field.key_node, "key " + quote(field.key) + " appears twice in " + what_ +
                                     " (first at line " + std::to_string(first_loc.line) +
                                     "); remove one");
-      continue;
+      return;
     }
     fields_.push_back(std::move(field));
+  };
+  for (auto& [key, value] : entries) {
+    if (!key.isScalar() || key.scalar() != "<<") {
+      add(std::move(key), std::move(value), false);
+      continue;
+    }
+    const std::vector<Node> sources =
+        value.isSequence() ? value.elements() : std::vector<Node>{value};
+    for (const Node& source : sources) {
+      if (!source.isMap()) {
+        sink_.add(source, "<< (a YAML merge key) in " + what_ +
+                              " takes a map or a list of maps, such as <<: *defaults; got " +
+                              describe(source));
+        continue;
+      }
+      for (auto& entry : source.entries()) {
+        if (entry.first.isScalar() && entry.first.scalar() == "<<") {
+          sink_.add(entry.first, "a merged map has a << of its own; merge both maps where they "
+                                 "are used instead: <<: [*a, *b]");
+          continue;
+        }
+        merged.push_back(std::move(entry));
+      }
+    }
   }
+  for (auto& [key, value] : merged) add(std::move(key), std::move(value), true);
 }
 
 const Field* MapReader::find(std::string_view key) const {

@@ -469,6 +469,46 @@ TEST(ConfigErrorsTest, UnknownKeyListsTheAllowedKeys) {
                         "unknown key \"attempt\" in retry (did you mean \"attempts\"?)"));
 }
 
+// YAML merge keys: a block anchored once and merged into several clusters; the cluster's own
+// keys win, then the earlier of several merged maps.
+TEST(ConfigLoadTest, MergeKeysShareAnAnchoredBlock) {
+  ConfigConstSharedPtr c = load(R"(
+listeners:
+  - name: l
+    address: 127.0.0.1:15001
+    routes:
+      - cluster: a
+clusters:
+  - name: a
+    <<: &defaults { connect_timeout: 100ms, lb_policy: least_request }
+    endpoints: [{ address: 127.0.0.1:8080 }]
+  - name: b
+    <<: *defaults
+    lb_policy: random
+    endpoints: [{ address: 127.0.0.1:8081 }]
+  - name: c
+    <<: [ { connect_timeout: 300ms }, *defaults ]
+    endpoints: [{ address: 127.0.0.1:8082 }]
+)");
+  ASSERT_TRUE(c);
+  ASSERT_EQ(c->clusters.size(), 3u);
+  EXPECT_EQ(c->clusters[0].connect_timeout, Duration(100));
+  EXPECT_EQ(c->clusters[0].lb_policy, LbPolicy::LeastRequest);
+  EXPECT_EQ(c->clusters[1].connect_timeout, Duration(100));
+  EXPECT_EQ(c->clusters[1].lb_policy, LbPolicy::Random);
+  EXPECT_EQ(c->clusters[2].connect_timeout, Duration(300));
+  EXPECT_EQ(c->clusters[2].lb_policy, LbPolicy::LeastRequest);
+}
+
+TEST(ConfigErrorsTest, MergeKeysAreCheckedLikeTheKeysTheyBringIn) {
+  EXPECT_TRUE(onlyError(with(kClusterLast, "    <<: { colour: blue }\n"), "9:11",
+                        "unknown key \"colour\" in cluster (merged in with <<)"));
+  EXPECT_TRUE(onlyError(with(kClusterLast, "    <<: 5\n"), "9:9",
+                        "<< (a YAML merge key) in cluster takes a map or a list of maps"));
+  EXPECT_TRUE(onlyError(with(kClusterLast, "    <<: { <<: { lb_policy: random } }\n"), "9:11",
+                        "a merged map has a << of its own"));
+}
+
 TEST(ConfigErrorsTest, RepeatedKey) {
   EXPECT_TRUE(onlyError(with(kClusterLast, "    name: d\n"), "9:5",
                         "key \"name\" appears twice in cluster (first at line 7); remove one"));
