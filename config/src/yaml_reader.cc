@@ -1,11 +1,11 @@
 #include "yaml_reader.h"
 
-#include "remora/config/utf8.h"
-
 #include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+
+#include "remora/config/utf8.h"
 
 namespace remora::config::detail {
 
@@ -321,11 +321,25 @@ MapReader::MapReader(ErrorSink& sink, const Node& node, std::string_view what,
                               describe(source));
         continue;
       }
+      std::vector<std::pair<std::string, SourceLoc>> seen;  // a repeated key is still a mistake
       for (auto& entry : source.entries()) {
         if (entry.first.isScalar() && entry.first.scalar() == "<<") {
-          sink_.add(entry.first, "a merged map has a << of its own; merge both maps where they "
-                                 "are used instead: <<: [*a, *b]");
+          sink_.add(entry.first,
+                    "a merged map has a << of its own; merge both maps where they "
+                    "are used instead: <<: [*a, *b]");
           continue;
+        }
+        if (entry.first.isScalar()) {
+          const std::string& k = entry.first.scalar();
+          auto it =
+              std::find_if(seen.begin(), seen.end(), [&](const auto& p) { return p.first == k; });
+          if (it != seen.end()) {
+            sink_.add(entry.first, "key " + quote(k) + " appears twice in a map merged into " +
+                                       what_ + " (first at line " +
+                                       std::to_string(it->second.line) + "); remove one");
+            continue;
+          }
+          seen.emplace_back(k, sink_.loc(entry.first));
         }
         merged.push_back(std::move(entry));
       }

@@ -507,6 +507,8 @@ TEST(ConfigErrorsTest, MergeKeysAreCheckedLikeTheKeysTheyBringIn) {
                         "<< (a YAML merge key) in cluster takes a map or a list of maps"));
   EXPECT_TRUE(onlyError(with(kClusterLast, "    <<: { <<: { lb_policy: random } }\n"), "9:11",
                         "a merged map has a << of its own"));
+  EXPECT_TRUE(onlyError(with(kClusterLast, "    <<: { lb_policy: random, lb_policy: random }\n"),
+                        "9:30", "key \"lb_policy\" appears twice in a map merged into cluster"));
 }
 
 TEST(ConfigErrorsTest, RepeatedKey) {
