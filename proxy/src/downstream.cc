@@ -244,10 +244,7 @@ void DownstreamConnection::finishAfterPeerClosed() {
     close();
     return;
   }
-  // The answers already written still go out first.
-  closing_ = true;
-  close_after_flush_ = true;
-  if (writer_.pendingBytes() == 0) closeAfterFlush();
+  startLingeringClose();  // the answers already written still go out first
 }
 
 void DownstreamConnection::onTlsInput(const char* data, size_t len) {
@@ -517,9 +514,7 @@ void DownstreamConnection::onStreamComplete(bool close_connection) {
   const ListenerInfo* l = currentListener();
   if (close_connection || draining_ || nothing_left || !keep_alive_ || l == nullptr) {
     // (No listener: it was removed by a reload.)
-    closing_ = true;
-    close_after_flush_ = true;
-    if (writer_.pendingBytes() == 0) closeAfterFlush();
+    startLingeringClose();
     return;
   }
   setTimer(TimerMode::Idle, l->config->idle_timeout);
